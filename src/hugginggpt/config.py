@@ -1,0 +1,80 @@
+"""Settings: `HUGGINGGPT_*` environment variables, an optional TOML file, and CLI overrides."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def cache_dir() -> Path:
+    """The user cache directory for assembled models, converted experts and catalogue snapshots."""
+    base = os.environ.get("HUGGINGGPT_CACHE_DIR")
+    if base:
+        return Path(base).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "hugginggpt"
+
+
+def _config_file() -> Path | None:
+    path = os.environ.get("HUGGINGGPT_CONFIG")
+    if path:
+        return Path(path).expanduser()
+    default = Path("hugginggpt.toml")
+    return default if default.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Every knob of the pipeline. Environment: `HUGGINGGPT_<NAME>`; file: `HUGGINGGPT_CONFIG` or ./hugginggpt.toml."""
+
+    model_config = SettingsConfigDict(env_prefix="HUGGINGGPT_", extra="ignore")
+
+    # controller LLM
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1")
+    llm_model: str = Field("default", description="model name sent to the endpoint")
+    llm_api_key: SecretStr | None = None
+    llm_timeout: float = Field(120.0, description="seconds to wait for one LLM reply")
+    llm_retries: int = Field(3, description="retries on connection errors, 429 and 5xx")
+    llm_model_path: Path | None = Field(None, description="a GGUF file for the embedded backend")
+    llm_threads: int | None = Field(None, description="CPU threads for the embedded backend (default: all cores)")
+    llm_context: int = Field(8192, description="context window of the embedded backend, in tokens")
+
+    # stages
+    selection: Literal["llm", "top"] = "llm"
+    top_k: int = Field(5, ge=1, description="candidates per task shown to the selection stage")
+    history_tokens: int = Field(1024, ge=0, description="budget for earlier turns in the planning prompt")
+    max_concurrency: int = Field(4, ge=1, description="experts running at once")
+    task_timeout: float = Field(300.0, gt=0, description="seconds one expert may take")
+    stream_plan: bool = Field(True, description="start tasks while the plan is still being written")
+
+    # files
+    output_dir: Path = Path("outputs")
+    max_download_bytes: int = Field(50_000_000, description="largest file fetched from a URL argument")
+    allow_private_urls: bool = Field(False, description="let URL arguments reach loopback and private networks")
+
+    # catalogue
+    catalog_snapshot: Path | None = Field(None, description="JSONL of Hub model metadata (default: the cached one)")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path is not None:
+            if not path.is_file():
+                raise FileNotFoundError(f"config file {path} (from HUGGINGGPT_CONFIG) does not exist")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)

@@ -1,0 +1,263 @@
+"""HuggingGPT: wires planning, selection, execution and response into `run()` and `stream()`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+
+from .catalog import ModelCatalog
+from .config import Settings
+from .errors import ExpertError, HuggingGPTError
+from .execution import Executor, LocalExecutor, Scheduler
+from .experts.protocol import Expert
+from .experts.registry import ExpertRegistry
+from .llm.protocol import LLM, Message, UsageMeter
+from .planning import Planner, trim_history
+from .response import respond, result_digest
+from .selection import Selector
+from .tasks import DEFAULT_TASK_TYPES, TaskTable
+from .types import Answer, Event, Plan, Selection, Task, TaskResult
+from .workspace import Workspace
+
+
+class Conversation:
+    """The turns of a multi-turn chat. Earlier answers (with their file paths) are history for the next plan."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.answers: list[Answer] = []
+
+    def record(self, answer: Answer) -> None:
+        files = [a.path for a in answer.artifacts()]
+        content = answer.text + (f"\nFiles: {', '.join(files)}" if files else "")
+        self.messages += [Message(role="user", content=answer.request), Message(role="assistant", content=content)]
+        self.answers.append(answer)
+
+
+class HuggingGPT:
+    """The four-stage pipeline. Everything it uses is passed in, so tests build it from real parts."""
+
+    def __init__(
+        self,
+        llm: LLM,
+        experts: ExpertRegistry,
+        *,
+        catalog: ModelCatalog | None = None,
+        settings: Settings | None = None,
+        executor: Executor | None = None,
+        task_types: TaskTable | None = None,
+    ) -> None:
+        self.llm = llm
+        self.experts = experts
+        self.settings = settings or Settings()
+        self.catalog = catalog or ModelCatalog(experts.cards())
+        self.executor = executor or LocalExecutor(self.settings.max_concurrency)
+        table = task_types or TaskTable(DEFAULT_TASK_TYPES)
+        self.task_types = table.subset(self.catalog.available_tasks())
+        self.planner = Planner(llm, self.task_types, history_tokens=self.settings.history_tokens)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> HuggingGPT:
+        """The default assembly: the configured LLM, the default experts, and the catalogue snapshot if present."""
+        from .catalog import default_snapshot_path, load_snapshot
+        from .experts.registry import default_registry
+        from .llm import llm_from_settings
+
+        settings = settings or Settings()
+        llm = llm_from_settings(settings)
+        experts = default_registry(settings, llm)
+        catalog = ModelCatalog(experts.cards())
+        snapshot = settings.catalog_snapshot or default_snapshot_path()
+        if settings.catalog_snapshot is not None or snapshot.is_file():
+            catalog.add(load_snapshot(snapshot))
+        return cls(llm, experts, catalog=catalog, settings=settings)
+
+    async def plan(self, request: str, history: Sequence[Message] = ()) -> Plan:
+        """Stage 1 only."""
+        return await self.planner.plan(request, history)
+
+    async def run(
+        self,
+        request: str,
+        *,
+        history: Sequence[Message] = (),
+        inputs: Sequence[Path] = (),
+        output_dir: Path | None = None,
+        conversation: Conversation | None = None,
+    ) -> Answer:
+        """Run a request to the end and return the Answer."""
+        answer: Answer | None = None
+        async for event in self.stream(
+            request, history=history, inputs=inputs, output_dir=output_dir, conversation=conversation
+        ):
+            if event.type == "answer.done":
+                answer = Answer.model_validate(event.data["answer"])
+        assert answer is not None
+        return answer
+
+    async def stream(
+        self,
+        request: str,
+        *,
+        history: Sequence[Message] = (),
+        inputs: Sequence[Path] = (),
+        output_dir: Path | None = None,
+        conversation: Conversation | None = None,
+    ) -> AsyncIterator[Event]:
+        """Run a request, yielding Events as they happen; the last is `answer.done` with the Answer. Stopping the
+        iteration early cancels the run."""
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        if conversation is not None:
+            history = [*conversation.messages, *history]
+        out = Path(output_dir or self.settings.output_dir)
+        workspace = Workspace(
+            out,
+            [*inputs, out],
+            max_download_bytes=self.settings.max_download_bytes,
+            allow_private_urls=self.settings.allow_private_urls,
+        )
+        runner = asyncio.create_task(self._run(request, history, workspace, queue.put_nowait))
+        try:
+            while True:
+                getter = asyncio.create_task(queue.get())
+                done, _ = await asyncio.wait({getter, runner}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    event = getter.result()
+                    yield event
+                    if event.type == "answer.done":
+                        if conversation is not None:
+                            conversation.record(Answer.model_validate(event.data["answer"]))
+                        return
+                else:
+                    getter.cancel()
+                    runner.result()  # re-raises what stopped the run
+                    while not queue.empty():
+                        yield queue.get_nowait()
+                    return
+        finally:
+            if not runner.done():
+                runner.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
+
+    async def _run(
+        self, request: str, history: Sequence[Message], workspace: Workspace, emit: Callable[[Event], None]
+    ) -> None:
+        meter = UsageMeter()
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        attempt = _Attempt(self, meter, request, workspace, emit)
+        streamed: list[Task] = []
+
+        def on_task(task: Task) -> None:
+            streamed.append(task)
+            attempt.dispatch(task)
+
+        plan = Plan()
+        error: str | None = None
+        try:
+            plan = await self.planner.plan(
+                request,
+                history,
+                on_task=on_task if self.settings.stream_plan else None,
+                llm=meter.bind(self.llm, "planning"),
+            )
+        except HuggingGPTError as exc:
+            error = str(exc)
+            emit(Event(type="error", data={"stage": "planning", "message": error}))
+        timings["planning"] = time.perf_counter() - start
+
+        if plan.tasks[: len(streamed)] != streamed:
+            # The final (repaired) plan differs from what streamed: start over with it.
+            await attempt.cancel()
+            attempt = _Attempt(self, meter, request, workspace, emit)
+            streamed = []
+        for task in plan.tasks[len(streamed) :]:
+            attempt.dispatch(task)
+        emit(Event(type="plan.done", data={"tasks": [t.model_dump() for t in plan.tasks]}))
+
+        mark = time.perf_counter()
+        await attempt.selector.flush()
+        timings["selection"] = time.perf_counter() - mark
+        results: list[TaskResult] = await attempt.scheduler.wait()
+        timings["execution"] = time.perf_counter() - mark
+
+        mark = time.perf_counter()
+        selections = [attempt.selector.selections[t.id] for t in plan.tasks if t.id in attempt.selector.selections]
+        digest = result_digest(plan.tasks, selections, results)
+        if error is not None:
+            text = f"I could not plan this request: {error}"
+            emit(Event(type="answer.token", data={"text": text}))
+        else:
+            text, response_error = await respond(
+                meter.bind(self.llm, "response"),
+                request,
+                digest,
+                history=trim_history(history, self.settings.history_tokens),
+                on_delta=lambda delta: emit(Event(type="answer.token", data={"text": delta})),
+            )
+            if response_error:
+                emit(Event(type="error", data={"stage": "response", "message": response_error}))
+        timings["response"] = time.perf_counter() - mark
+        timings["total"] = time.perf_counter() - start
+        answer = Answer(
+            request=request,
+            text=text,
+            plan=plan.tasks,
+            selections=selections,
+            results=results,
+            llm_calls=len(meter.calls),
+            llm_usage=meter.calls,
+            timings={k: round(v, 3) for k, v in timings.items()},
+            output_dir=str(workspace.root) if workspace.root.exists() else None,
+            error=error,
+        )
+        emit(Event(type="answer.done", data={"answer": answer.model_dump(mode="json")}))
+
+
+class _Attempt:
+    """Selection and execution of one plan: tasks are dispatched as they arrive, each awaiting its selection."""
+
+    def __init__(
+        self, gpt: HuggingGPT, meter: UsageMeter, request: str, workspace: Workspace, emit: Callable[[Event], None]
+    ) -> None:
+        self.gpt = gpt
+        self.emit = emit
+        self.selector = Selector(
+            gpt.catalog,
+            meter.bind(gpt.llm, "selection"),
+            request,
+            strategy=gpt.settings.selection,
+            top_k=gpt.settings.top_k,
+        )
+        self.scheduler = Scheduler(
+            executor=gpt.executor,
+            workspace=workspace,
+            expert_for=self.expert_for,
+            emit=emit,
+            timeout=gpt.settings.task_timeout,
+        )
+        self._selections: dict[int, asyncio.Future[Selection]] = {}
+
+    def dispatch(self, task: Task) -> None:
+        self.emit(Event(type="plan.task", data={"task": task.model_dump()}))
+        future = self.selector.submit(task)
+        future.add_done_callback(
+            lambda f: None if f.cancelled() else self.emit(Event(type="selection", data=f.result().model_dump()))
+        )
+        self._selections[task.id] = future
+        self.scheduler.add(task)
+
+    async def expert_for(self, task: Task) -> Expert:
+        selection = await self._selections[task.id]
+        if selection.model_id is None:
+            raise ExpertError(selection.reason)
+        expert = self.gpt.experts.get(task.task, selection.model_id)
+        if expert is None:
+            raise ExpertError(f"model {selection.model_id} is in the catalogue but no backend can run it")
+        return expert
+
+    async def cancel(self) -> None:
+        self.selector.cancel()
+        await self.scheduler.cancel()

@@ -1,0 +1,390 @@
+"""Stage 1: turn a request (and chat history) into a validated task graph.
+
+Builds the prompt (specification, few-shot demos, trimmed history, the task types available now), asks the LLM for
+schema-constrained JSON, parses it (streamed, task by task), then validates and repairs it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .errors import LLMError, PlanError
+from .jsontext import ArrayElementStream, JSONNotFound, extract_json
+from .llm.protocol import LLM, Message
+from .prompts import load_demos, render
+from .tasks import TaskTable, TaskType
+from .types import Plan, Task, arg_modality
+
+# `<resource>-3`, JARVIS's `<GENERATED>-3`, TaskBench's `<node-3>`, and loose variants like `<resource-3>`.
+_PLACEHOLDER = re.compile(r"<\s*(?:resource|generated|node)\s*>?\s*-\s*(\d+)\s*>?", re.IGNORECASE)
+_BARE_PLACEHOLDER = re.compile(r"<\s*(?:resource|generated|node)\s*>(?!\s*-\s*\d)", re.IGNORECASE)
+_RESOURCE = re.compile(r"<resource>-(\d+)")
+_FILE_OR_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://\S+|[^\n]*\.[A-Za-z0-9]{2,5}|<resource>-\d+)$", re.IGNORECASE)
+_SEPARATORS = re.compile(r"\s*(?:,|;|\band\b|\n)\s*")
+
+MAX_TASKS = 8
+MAX_ARG_CHARS = 400
+
+
+def normalize_placeholders(value: str) -> str:
+    """Rewrite every placeholder form to `<resource>-N`; reject a placeholder without a number."""
+    if _BARE_PLACEHOLDER.search(value):
+        raise PlanError(f"placeholder without a task number in {value!r}; write <resource>-N")
+    return _PLACEHOLDER.sub(lambda m: f"<resource>-{int(m.group(1))}", value)
+
+
+def references(value: str) -> list[int]:
+    return [int(n) for n in _RESOURCE.findall(value)]
+
+
+def _split_resources(value: str) -> list[str]:
+    """The resources a media argument names: one, or several separated by commas / 'and'."""
+    parts = [p.strip().strip("'\"") for p in _SEPARATORS.split(value) if p.strip()]
+    if len(parts) > 1 and all(_FILE_OR_URL.match(p) for p in parts):
+        return parts
+    return [value.strip().strip("'\"")]
+
+
+class PlanBuilder:
+    """Validates and repairs a plan one raw task at a time, so tasks can be used while the plan streams.
+
+    Ids are kept when they are free; a task split into several (one per resource) gets new ids, and later tasks
+    that referred to it refer to all its parts. `dep` is recomputed from the placeholders in `args`.
+    """
+
+    def __init__(self, table: TaskTable, max_tasks: int = MAX_TASKS) -> None:
+        self.table = table
+        self.max_tasks = max_tasks
+        self.tasks: list[Task] = []
+        self._ids: dict[int, list[int]] = {}  # the LLM's id -> the ids it became
+
+    def plan(self) -> Plan:
+        return Plan(tasks=list(self.tasks))
+
+    def add(self, raw: Any) -> list[Task]:
+        if not isinstance(raw, dict):
+            raise PlanError(f"each task must be a JSON object, got {json.dumps(raw)[:80]}")
+        llm_id = _as_int(raw.get("id"), "id")
+        where = f"task {llm_id}"
+        if llm_id in self._ids:
+            raise PlanError(f"{where}: duplicate id {llm_id}; every task needs its own id")
+        name = raw.get("task")
+        if not isinstance(name, str) or not name.strip():
+            raise PlanError(f"{where}: missing task type")
+        task_type = self.table.resolve(name)
+        if task_type is None:
+            known = ", ".join(self.table.names())
+            raise PlanError(f"{where}: unknown task type {name!r}; available types: {known}")
+        where = f"task {llm_id} ({task_type.name})"
+        args = self._args(raw.get("args", {}), task_type, llm_id, where)
+        variants = self._variants(args, task_type)
+        if len(self.tasks) + len(variants) > self.max_tasks:
+            raise PlanError(f"the plan has more than {self.max_tasks} tasks; ask for less at once")
+        new: list[Task] = []
+        for variant in variants:
+            new_id = llm_id if not self._used(llm_id) and not new else self._next_id()
+            dep = sorted({n for value in variant.values() for n in references(value)})
+            new.append(Task(id=new_id, task=task_type.name, dep=dep, args=variant))
+            self.tasks.append(new[-1])
+        self._ids[llm_id] = [t.id for t in new]
+        return new
+
+    def _used(self, task_id: int) -> bool:
+        return any(t.id == task_id for t in self.tasks)
+
+    def _next_id(self) -> int:
+        reserved = {i for ids in self._ids.values() for i in ids} | set(self._ids) | {t.id for t in self.tasks}
+        return max(reserved, default=-1) + 1
+
+    def _args(self, raw_args: Any, task_type: TaskType, llm_id: int, where: str) -> dict[str, str]:
+        if raw_args is None:
+            raw_args = {}
+        if not isinstance(raw_args, dict):
+            raise PlanError(f'{where}: args must be an object like {{"image": "photo.jpg"}}')
+        args: dict[str, str] = {}
+        for raw_key, raw_value in raw_args.items():
+            key = str(raw_key).strip().lower()
+            if key not in task_type.arg_keys:
+                raise PlanError(f"{where}: unknown argument {raw_key!r}; it takes {', '.join(task_type.arg_keys)}")
+            if raw_value is None or raw_value == "" or raw_value == []:
+                continue
+            if isinstance(raw_value, list):
+                value = ", ".join(str(v) for v in raw_value)
+            elif isinstance(raw_value, (dict, bool)):
+                raise PlanError(f"{where}: argument {key!r} must be a string")
+            else:
+                value = str(raw_value)
+            try:
+                value = normalize_placeholders(value)
+            except PlanError as exc:
+                raise PlanError(f"{where}: {exc}") from None
+            args[key] = self._resolve_refs(value, key, task_type, llm_id, where)
+        missing = [key for key in task_type.inputs if key not in args]
+        if missing:
+            raise PlanError(f"{where}: missing argument {', '.join(repr(m) for m in missing)}")
+        return args
+
+    def _resolve_refs(self, value: str, key: str, task_type: TaskType, llm_id: int, where: str) -> str:
+        modality = arg_modality(key)
+        refs = references(value)
+        if refs and modality is None:
+            raise PlanError(f"{where}: parameter {key!r} cannot take <resource>-N; only inputs can")
+        for ref in refs:
+            if ref == llm_id:
+                raise PlanError(f"{where}: argument {key!r} refers to the task itself (<resource>-{ref})")
+            if ref not in self._ids:
+                raise PlanError(
+                    f"{where}: argument {key!r} uses <resource>-{ref}, but no earlier task has id {ref}; "
+                    "a task can only use the outputs of tasks written before it"
+                )
+            for target_id in self._ids[ref]:
+                target = self.table.get(self.tasks[self._index(target_id)].task)
+                if target is not None and modality not in {arg_modality(o) for o in target.outputs}:
+                    produced = ", ".join(target.outputs)
+                    raise PlanError(
+                        f"{where}: {key!r} needs {modality} from <resource>-{ref}, "
+                        f"but task {ref} ({target.name}) produces {produced}"
+                    )
+        if modality in ("image", "audio", "video"):
+            for part in _split_resources(value):
+                if not _FILE_OR_URL.match(part):
+                    raise PlanError(f"{where}: {key!r} must be a file name, a URL or <resource>-N, got {part[:60]!r}")
+        elif len(value) > MAX_ARG_CHARS * 10:
+            raise PlanError(f"{where}: argument {key!r} is too long")
+
+        def expand(match: re.Match[str]) -> str:
+            return ", ".join(f"<resource>-{i}" for i in self._ids[int(match.group(1))])
+
+        return _RESOURCE.sub(expand, value)
+
+    def _index(self, task_id: int) -> int:
+        return next(i for i, t in enumerate(self.tasks) if t.id == task_id)
+
+    def _variants(self, args: dict[str, str], task_type: TaskType) -> list[dict[str, str]]:
+        """One argument set per combination of resources, when a media argument names several."""
+        choices = []
+        for key, value in args.items():
+            if arg_modality(key) in ("image", "audio", "video"):
+                choices.append([(key, part) for part in _split_resources(value)])
+            else:
+                choices.append([(key, value)])
+        return [dict(combo) for combo in itertools.product(*choices)]
+
+
+def _as_int(value: Any, field: str) -> int:
+    if isinstance(value, bool):
+        raise PlanError(f"task {field} must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise PlanError(f"task {field} must be an integer, got {value!r}")
+
+
+def raw_tasks(value: Any) -> list[Any]:
+    """The task list in a parsed reply: a bare list or an object with a `tasks` list."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        for key in ("tasks", "plan", "task_nodes"):
+            if isinstance(value.get(key), list):
+                return value[key]
+        if "task" in value:
+            return [value]
+    raise PlanError('the reply is not a task list; expected {"tasks": [...]}')
+
+
+def _check_cycles(items: list[Any]) -> None:
+    """Name a cycle among the raw tasks, if there is one, before the forward-reference check does less well."""
+    graph: dict[int, set[int]] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        try:
+            node = _as_int(item.get("id"), "id")
+        except PlanError:
+            continue
+        text = json.dumps(item.get("args", {}))
+        graph.setdefault(node, set()).update(int(n) for n in _PLACEHOLDER.findall(text))
+    state: dict[int, int] = {}
+
+    def visit(node: int, path: list[int]) -> None:
+        state[node] = 1
+        for nxt in graph.get(node, ()):
+            if state.get(nxt) == 1:
+                cycle = [*path[path.index(nxt) :], nxt]
+                raise PlanError("the plan has a cycle: " + " -> ".join(f"task {n}" for n in cycle))
+            if nxt in graph and nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node, [node])
+
+
+def validate_plan(value: Any, table: TaskTable, max_tasks: int = MAX_TASKS) -> Plan:
+    """Validate and repair a parsed plan (list or {"tasks": [...]}); raise PlanError when it cannot be made valid."""
+    items = raw_tasks(value)
+    _check_cycles(items)
+    builder = PlanBuilder(table, max_tasks)
+    for item in items:
+        builder.add(item)
+    return builder.plan()
+
+
+def parse_plan(text: str, table: TaskTable, max_tasks: int = MAX_TASKS) -> Plan:
+    """Parse LLM text into a validated plan."""
+    try:
+        value = extract_json(text)
+    except JSONNotFound as exc:
+        raise PlanError(str(exc)) from None
+    return validate_plan(value, table, max_tasks)
+
+
+def plan_schema(table: TaskTable, max_tasks: int = MAX_TASKS) -> dict[str, Any]:
+    """JSON schema for a plan: task names as an enum, argument keys as known properties, bounded sizes."""
+    keys: list[str] = []
+    for task_type in table:
+        keys.extend(k for k in task_type.arg_keys if k not in keys)
+    task = {
+        "type": "object",
+        "properties": {
+            "task": {"type": "string", "enum": table.names()},
+            "id": {"type": "integer", "minimum": 0, "maximum": 99},
+            "dep": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 99}, "maxItems": 4},
+            "args": {
+                "type": "object",
+                "properties": {k: {"type": "string", "maxLength": MAX_ARG_CHARS} for k in keys},
+                "additionalProperties": False,
+            },
+        },
+        "required": ["task", "id", "dep", "args"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {"tasks": {"type": "array", "items": task, "maxItems": max_tasks}},
+        "required": ["tasks"],
+        "additionalProperties": False,
+    }
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap token estimate (about four characters a token) for trimming history."""
+    return len(text) // 4 + 1
+
+
+def trim_history(history: Sequence[Message], budget: int) -> list[Message]:
+    """The most recent messages that fit in `budget` tokens, dropping the oldest first."""
+    kept: list[Message] = []
+    used = 0
+    for message in reversed(history):
+        cost = estimate_tokens(message.content)
+        if used + cost > budget:
+            break
+        kept.append(message)
+        used += cost
+    kept.reverse()
+    while kept and kept[0].role == "assistant":
+        kept.pop(0)
+    return kept
+
+
+class Planner:
+    """Stage 1. The system prompt and demos come first and never change within a process, so backends that cache
+    the prompt prefix (llama.cpp) only process the history and the new request."""
+
+    def __init__(
+        self,
+        llm: LLM,
+        table: TaskTable,
+        *,
+        demos: list[dict[str, Any]] | None = None,
+        history_tokens: int = 1024,
+        max_tasks: int = MAX_TASKS,
+        repair: bool = True,
+    ) -> None:
+        self.llm = llm
+        self.table = table
+        self.history_tokens = history_tokens
+        self.max_tasks = max_tasks
+        self.repair = repair
+        available = set(table.names())
+        all_demos = load_demos() if demos is None else demos
+        self.demos = [d for d in all_demos if all(t["task"] in available for t in d["tasks"])]
+        self.schema = plan_schema(table, max_tasks)
+
+    def messages(self, request: str, history: Sequence[Message] = ()) -> list[Message]:
+        messages = [Message(role="system", content=render("planning.j2", task_types=list(self.table)))]
+        for demo in self.demos:
+            for turn in demo.get("history", []):
+                messages.append(Message(**turn))
+            messages.append(Message(role="user", content=demo["request"]))
+            messages.append(Message(role="assistant", content=json.dumps({"tasks": demo["tasks"]})))
+        messages.extend(trim_history(history, self.history_tokens))
+        messages.append(Message(role="user", content=request))
+        return messages
+
+    async def plan(
+        self,
+        request: str,
+        history: Sequence[Message] = (),
+        on_task: Callable[[Task], None] | None = None,
+        llm: LLM | None = None,
+    ) -> Plan:
+        """Plan `request`. `on_task` gets each validated task while the reply streams; if the final plan differs
+        from what was streamed (a repair was needed), the caller must compare `plan.tasks` with what it saw."""
+        llm = llm or self.llm
+        messages = self.messages(request, history)
+        stream = ArrayElementStream()
+        builder = PlanBuilder(self.table, self.max_tasks)
+        streaming_ok = on_task is not None
+
+        def on_delta(delta: str) -> None:
+            nonlocal streaming_ok
+            if not streaming_ok:
+                return
+            for raw in stream.feed(delta):
+                try:
+                    new = builder.add(raw)
+                except PlanError:
+                    streaming_ok = False
+                    return
+                for task in new:
+                    on_task(task)
+
+        completion = await llm.complete(
+            messages, json_schema=self.schema, max_tokens=1024, on_delta=on_delta if on_task else None
+        )
+        try:
+            if completion.finish_reason == "length":
+                raise PlanError("the plan was cut off at the token limit")
+            return parse_plan(completion.text, self.table, self.max_tasks)
+        except PlanError as first:
+            if not self.repair:
+                raise
+            error = first
+        fix = [
+            *messages,
+            Message(role="assistant", content=completion.text[:4000]),
+            Message(role="user", content=f"That plan is invalid: {error} Reply with the corrected JSON plan only."),
+        ]
+        try:
+            repaired = await llm.complete(fix, json_schema=self.schema, max_tokens=1024)
+        except LLMError:
+            raise error from None
+        try:
+            if repaired.finish_reason == "length":
+                raise PlanError("the repaired plan was cut off at the token limit")
+            return parse_plan(repaired.text, self.table, self.max_tasks)
+        except PlanError as second:
+            raise PlanError(f"{error} (and the repair attempt failed: {second})") from None
+
+
+def plan_to_json(tasks: Iterable[Task]) -> list[dict[str, Any]]:
+    return [task.model_dump() for task in tasks]
