@@ -1,4 +1,4 @@
-"""The `hugginggpt` command line: run, plan, chat, models, catalog."""
+"""The `hugginggpt` command line: run, plan, chat, models, catalog, eval."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from .types import Answer, Event
 app = typer.Typer(help="HuggingGPT: plan a request as AI tasks, run expert models, and answer.", no_args_is_help=True)
 catalog_app = typer.Typer(help="The model catalogue snapshot.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
+eval_app = typer.Typer(help="Measure the pipeline.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
@@ -246,6 +248,81 @@ def catalog_refresh(
     except HuggingGPTError as exc:
         raise _fail(str(exc)) from None
     err.print(f"wrote {count} models for {len(tasks)} task types to {path}")
+
+
+@eval_app.command("taskbench")
+def eval_taskbench(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option(help="TaskBench label rows (JSONL), e.g. data_huggingface/data_sample.jsonl")],
+    tools: Annotated[Path | None, typer.Option(help="TaskBench tool_desc.json (default: beside --data)")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="only the first N rows")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as one JSON object")] = False,
+    save_predictions: Annotated[
+        Path | None, typer.Option(help='write {"id", "plan": [...] | null} per row (JSONL)')
+    ] = None,
+) -> None:
+    """Plan TaskBench requests with our planner and score node, edge, argument-type and -value F1 per split."""
+    from .eval.runner import run_taskbench
+    from .eval.runner import save_predictions as write_predictions
+    from .llm import llm_from_settings
+    from .planning import Planner
+
+    settings = _settings(ctx)
+    try:
+        llm = llm_from_settings(settings)
+        report, predictions = asyncio.run(
+            run_taskbench(
+                lambda tb: Planner(llm, tb.table),
+                data,
+                tools,
+                limit=limit,
+                llm=getattr(llm, "name", type(llm).__name__),
+                on_prediction=_show_prediction,
+            )
+        )
+    except HuggingGPTError as exc:
+        raise _fail(str(exc)) from None
+    if save_predictions is not None:
+        write_predictions(predictions, save_predictions)
+    if as_json:
+        sys.stdout.write(report.model_dump_json() + "\n")
+        return
+    _show_report(report)
+
+
+def _show_prediction(prediction: Any) -> None:
+    if prediction.plan is None:
+        status = f"[red]unparsable[/] {prediction.error}"
+    else:
+        status = ", ".join(t.task for t in prediction.plan) or "no tasks"
+    err.print(f"[dim]{prediction.id}[/] {prediction.seconds:.1f} s  {status}", soft_wrap=True, markup=True)
+
+
+def _show_report(report: Any) -> None:
+    def cell(value: float | None) -> str:
+        return "–" if value is None else f"{value:.2f}"
+
+    err.print(f"[dim]{report.samples} rows of {report.data}; tools {report.tools}; LLM {report.llm}[/]")
+    if report.unmatched_tools:
+        err.print(f"[dim]tools with no task type of ours (described from the tool list): {report.unmatched_tools}[/]")
+    if report.outside_tools:
+        err.print(f"[dim]label tools missing from the tool list: {report.outside_tools}[/]")
+    for name, splits in report.variants.items():
+        title = "TaskBench (unparsable dropped)" if name == "taskbench" else "ours (unparsable = empty plan)"
+        table = Table("split", "rows", "parsed %", "n-F1", "e-F1", "e-F1 (args)", "t-F1", "v-F1", title=title)
+        for split, s in splits.items():
+            table.add_row(
+                split,
+                str(s.samples),
+                cell(s.parse_rate),
+                *(cell(v) for v in (s.node_f1, s.edge_f1, s.edge_f1_args, s.t_f1, s.v_f1)),
+            )
+        out.print(table)
+    out.print(f"[dim]{report.edges}[/]")
+    out.print(
+        f"[dim]{report.seconds_per_sample:.1f} s and {report.prompt_tokens_per_sample:.0f} prompt tokens a row; "
+        f"{report.repaired} plans repaired[/]"
+    )
 
 
 def entrypoint() -> None:

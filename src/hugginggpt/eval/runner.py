@@ -1,0 +1,158 @@
+"""Run our planner over TaskBench label rows and score its plans, per split and in both variants."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from ..errors import OutputTruncated, PlanError
+from ..llm.protocol import UsageMeter
+from ..planning import Planner
+from ..types import Plan, Task
+from .metrics import Scores, score
+from .taskbench import SPLITS, Sample, TaskBenchTools, load_samples, load_tools
+
+VARIANTS: dict[str, bool] = {"taskbench": True, "ours": False}  # name -> drop unparsable predictions
+EDGE_NOTE = (
+    "edge F1: gold edges from task_links, ours from each task's dep; "
+    "edge F1 (args): both from <node-k>/<resource>-N references, as TaskBench's evaluate.py"
+)
+
+
+class Prediction(BaseModel):
+    """Our planner's answer to one label row: the plan, or None with the error when no valid plan came back."""
+
+    id: str
+    plan: list[Task] | None
+    error: str | None = None
+    seconds: float = 0.0
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+
+
+class Report(BaseModel):
+    """Scores per variant and split, with what the tool mapping and the labels left unmatched."""
+
+    data: str
+    tools: str
+    llm: str
+    samples: int
+    matched_tools: list[str]
+    unmatched_tools: list[str] = Field(description="tools with no task type of ours: described from the tool list")
+    outside_tools: dict[str, int] = Field(description="label tool names missing from the tool list: node counts")
+    label_problems: list[str]
+    repaired: int = Field(description="plans that needed the repair call")
+    seconds_per_sample: float
+    prompt_tokens_per_sample: float
+    edges: str = EDGE_NOTE
+    variants: dict[str, dict[str, Scores]]
+
+
+async def predict(
+    planner: Planner,
+    samples: Sequence[Sample],
+    on_prediction: Callable[[Prediction], None] | None = None,
+) -> list[Prediction]:
+    """Plan every sample's `instruction`, one at a time. A plan that fails validation (after the repair call) or is
+    cut off is recorded as None with its error; any other LLM error (unreachable, refused) stops the run."""
+    predictions = []
+    for sample in samples:
+        meter = UsageMeter()
+        start = time.perf_counter()
+        plan: list[Task] | None = None
+        error = None
+        try:
+            plan = (await planner.plan(sample.instruction, llm=meter.bind(planner.llm, "planning"))).tasks
+        except (PlanError, OutputTruncated) as exc:
+            error = str(exc)
+        prediction = Prediction(
+            id=sample.id,
+            plan=plan,
+            error=error,
+            seconds=round(time.perf_counter() - start, 3),
+            llm_calls=len(meter.calls),
+            prompt_tokens=sum(c.prompt_tokens for c in meter.calls),
+        )
+        predictions.append(prediction)
+        if on_prediction is not None:
+            on_prediction(prediction)
+    return predictions
+
+
+def evaluate(
+    samples: Sequence[Sample],
+    predictions: Sequence[Prediction],
+    tools: TaskBenchTools,
+    *,
+    data: str = "",
+    tools_path: str = "",
+    llm: str = "",
+) -> Report:
+    """Score predictions against their samples (matched by id) for every split and variant."""
+    by_id = {p.id: p for p in predictions}
+    missing = [s.id for s in samples if s.id not in by_id]
+    if missing:
+        raise ValueError(f"no prediction for {len(missing)} samples, e.g. {missing[0]}")
+    names = set(tools.tools)
+    problems: list[str] = []
+    rows = []
+    for sample in samples:
+        gold, issues = tools.gold(sample)
+        problems.extend(issues)
+        prediction = by_id[sample.id]
+        pred = None if prediction.plan is None else tools.predicted(Plan(tasks=prediction.plan))
+        rows.append((sample.type, gold, pred))
+    variants: dict[str, dict[str, Scores]] = {}
+    for variant, drop in VARIANTS.items():
+        variants[variant] = {}
+        for split in SPLITS:
+            pairs = [(g, p) for kind, g, p in rows if split in ("overall", kind)]
+            if pairs:
+                variants[variant][split] = score(pairs, names, drop_unparsed=drop)
+    chosen = [by_id[s.id] for s in samples]
+    count = max(len(chosen), 1)
+    return Report(
+        data=data,
+        tools=tools_path,
+        llm=llm,
+        samples=len(samples),
+        matched_tools=tools.matched,
+        unmatched_tools=tools.unmatched,
+        outside_tools=tools.outside(samples),
+        label_problems=problems,
+        repaired=sum(1 for p in chosen if p.llm_calls > 1 and p.plan is not None),
+        seconds_per_sample=round(sum(p.seconds for p in chosen) / count, 2),
+        prompt_tokens_per_sample=round(sum(p.prompt_tokens for p in chosen) / count, 1),
+        variants=variants,
+    )
+
+
+def save_predictions(predictions: Sequence[Prediction], path: Path) -> None:
+    """One JSON line per sample: {"id", "plan": [...] | null, "error"}, plans in our task format."""
+    with Path(path).open("w", encoding="utf-8") as out:
+        for p in predictions:
+            plan = None if p.plan is None else [t.model_dump() for t in p.plan]
+            out.write(json.dumps({"id": p.id, "plan": plan, "error": p.error}) + "\n")
+
+
+async def run_taskbench(
+    planner_for: Callable[[TaskBenchTools], Planner],
+    data: Path,
+    tools_path: Path | None = None,
+    *,
+    limit: int | None = None,
+    llm: str = "",
+    on_prediction: Callable[[Prediction], None] | None = None,
+) -> tuple[Report, list[Prediction]]:
+    """Load `data` and its tool list (default: `tool_desc.json` beside it), plan the first `limit` rows with the
+    planner `planner_for` builds on the TaskBench task table, and score them."""
+    tools_path = tools_path or Path(data).with_name("tool_desc.json")
+    samples = load_samples(data)[:limit] if limit is not None else load_samples(data)
+    tools = TaskBenchTools(load_tools(tools_path))
+    predictions = await predict(planner_for(tools), samples, on_prediction)
+    report = evaluate(samples, predictions, tools, data=str(data), tools_path=str(tools_path), llm=llm)
+    return report, predictions
