@@ -89,8 +89,13 @@ async def test_the_prompt_lists_the_taskbench_tools_as_task_types(data):
     assert "- automatic-speech-recognition(audio) -> text" in messages[0].content
     assert "object-detection(" not in messages[0].content
     assert messages[-1].content == ROWS[0]["instruction"]
-    enum = schema["properties"]["tasks"]["items"]["properties"]["task"]["enum"]
-    assert enum == ["automatic-speech-recognition", "summarization", "text-to-image"]
+    branches = schema["properties"]["tasks"]["items"]["anyOf"]
+    assert [b["properties"]["task"]["enum"] for b in branches] == [
+        ["automatic-speech-recognition"],
+        ["summarization"],
+        ["text-to-image"],
+    ]
+    assert branches[0]["properties"]["args"]["required"] == ["audio"]
 
 
 async def test_a_repaired_plan_is_counted(data):

@@ -6,12 +6,14 @@ schema-constrained JSON, parses it (streamed, task by task), then validates and 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from .demos import DemoBank, fit_demo
 from .errors import LLMError, PlanError
 from .jsontext import ArrayElementStream, JSONNotFound, extract_json
 from .llm.protocol import LLM, Message
@@ -26,6 +28,13 @@ _RESOURCE = re.compile(r"<resource>-(\d+)")
 _FILE_OR_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://\S+|[^\n]*\.[A-Za-z0-9]{2,5}|<resource>-\d+)$", re.IGNORECASE)
 _SEPARATORS = re.compile(r"\s*(?:,|;|\band\b|\n)\s*")
 
+_MEDIA_EXTENSIONS = {
+    "image": {"jpg", "jpeg", "png", "gif", "bmp", "tif", "tiff", "webp", "svg", "ico"},
+    "audio": {"wav", "mp3", "flac", "ogg", "m4a", "aac", "wma", "aiff", "opus"},
+    "video": {"mp4", "avi", "mov", "mkv", "webm", "flv", "wmv", "m4v", "mpg", "mpeg"},
+}
+_FILE_NAME = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?[^\s'\"<>]+\.([A-Za-z0-9]{2,5})$", re.IGNORECASE)
+
 MAX_TASKS = 8
 MAX_ARG_CHARS = 400
 
@@ -35,6 +44,23 @@ def normalize_placeholders(value: str) -> str:
     if _BARE_PLACEHOLDER.search(value):
         raise PlanError(f"placeholder without a task number in {value!r}; write <resource>-N")
     return _PLACEHOLDER.sub(lambda m: f"<resource>-{int(m.group(1))}", value)
+
+
+def media_kind(value: str) -> str | None:
+    """image, audio or video when `value` is a single file name or URL with such an extension, else None."""
+    match = _FILE_NAME.match(value)
+    if match is None:
+        return None
+    extension = match.group(1).lower()
+    return next((kind for kind, names in _MEDIA_EXTENSIONS.items() if extension in names), None)
+
+
+def _reads_only(task_type: TaskType, modality: str) -> bool:
+    return [arg_modality(k) for k in task_type.inputs] == [modality]
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
 
 
 def references(value: str) -> list[int]:
@@ -56,9 +82,10 @@ class PlanBuilder:
     that referred to it refer to all its parts. `dep` is recomputed from the placeholders in `args`.
     """
 
-    def __init__(self, table: TaskTable, max_tasks: int = MAX_TASKS) -> None:
+    def __init__(self, table: TaskTable, max_tasks: int = MAX_TASKS, *, mentioned: str | None = None) -> None:
         self.table = table
         self.max_tasks = max_tasks
+        self.mentioned = mentioned.lower() if mentioned is not None else None
         self.tasks: list[Task] = []
         self._ids: dict[int, list[int]] = {}  # the LLM's id -> the ids it became
 
@@ -144,6 +171,9 @@ class PlanBuilder:
             for target_id in self._ids[ref]:
                 target = self.table.get(self.tasks[self._index(target_id)].task)
                 if target is not None and modality not in {arg_modality(o) for o in target.outputs}:
+                    same = self._pass_through(value, ref, modality)
+                    if same is not None:
+                        return self._resolve_refs(same, key, task_type, llm_id, where)
                     produced = ", ".join(target.outputs)
                     raise PlanError(
                         f"{where}: {key!r} needs {modality} from <resource>-{ref}, "
@@ -153,13 +183,39 @@ class PlanBuilder:
             for part in _split_resources(value):
                 if not _FILE_OR_URL.match(part):
                     raise PlanError(f"{where}: {key!r} must be a file name, a URL or <resource>-N, got {part[:60]!r}")
+                kind = media_kind(part)
+                if kind is not None and kind != modality:
+                    raise PlanError(f"{where}: {key!r} needs {modality}, but {part!r} is {_a(kind)} file")
+                if self.mentioned is not None and not references(part) and part.lower() not in self.mentioned:
+                    raise PlanError(
+                        f"{where}: {key!r} names {part[:60]!r}, which the user never mentioned; "
+                        "use a file or URL from the request, or <resource>-N"
+                    )
         elif len(value) > MAX_ARG_CHARS * 10:
             raise PlanError(f"{where}: argument {key!r} is too long")
+        elif modality == "text" and not refs and (kind := media_kind(value.strip().strip("'\""))) is not None:
+            readers = [t.name for t in self.table if "text" in t.outputs and _reads_only(t, kind)]
+            hint = f" (e.g. {', '.join(readers[:3])})" if readers else ""
+            raise PlanError(
+                f"{where}: {key!r} takes text, but {value.strip()[:60]!r} is {_a(kind)} file; "
+                f"add a task that turns it into text{hint} and use its <resource>-N here"
+            )
 
         def expand(match: re.Match[str]) -> str:
             return ", ".join(f"<resource>-{i}" for i in self._ids[int(match.group(1))])
 
         return _RESOURCE.sub(expand, value)
+
+    def _pass_through(self, value: str, ref: int, modality: str | None) -> str | None:
+        """The file task `ref` read, when `value` is just `<resource>-ref` and that task produces no `modality` but
+        took one file of it: "classify a.jpg, then answer a question about <resource>-0" means about a.jpg."""
+        if modality not in ("image", "audio", "video") or value.strip() != f"<resource>-{ref}":
+            return None
+        if len(self._ids[ref]) != 1:
+            return None
+        source = self.tasks[self._index(self._ids[ref][0])]
+        files = [v for k, v in source.args.items() if arg_modality(k) == modality]
+        return files[0] if len(files) == 1 and not references(files[0]) else None
 
     def _index(self, task_id: int) -> int:
         return next(i for i, t in enumerate(self.tasks) if t.id == task_id)
@@ -227,49 +283,84 @@ def _check_cycles(items: list[Any]) -> None:
             visit(node, [node])
 
 
-def validate_plan(value: Any, table: TaskTable, max_tasks: int = MAX_TASKS) -> Plan:
-    """Validate and repair a parsed plan (list or {"tasks": [...]}); raise PlanError when it cannot be made valid."""
+def validate_plan(value: Any, table: TaskTable, max_tasks: int = MAX_TASKS, *, mentioned: str | None = None) -> Plan:
+    """Validate and repair a parsed plan (list or {"tasks": [...]}); raise PlanError when it cannot be made valid.
+
+    With `mentioned` (the request and history), file names and URLs in media arguments must occur in it."""
     items = raw_tasks(value)
     _check_cycles(items)
-    builder = PlanBuilder(table, max_tasks)
+    builder = PlanBuilder(table, max_tasks, mentioned=mentioned)
     for item in items:
         builder.add(item)
     return builder.plan()
 
 
-def parse_plan(text: str, table: TaskTable, max_tasks: int = MAX_TASKS) -> Plan:
-    """Parse LLM text into a validated plan."""
+def parse_plan(text: str, table: TaskTable, max_tasks: int = MAX_TASKS, *, mentioned: str | None = None) -> Plan:
+    """Parse LLM text into a validated plan (see `validate_plan`)."""
     try:
         value = extract_json(text)
     except JSONNotFound as exc:
         raise PlanError(str(exc)) from None
-    return validate_plan(value, table, max_tasks)
+    return validate_plan(value, table, max_tasks, mentioned=mentioned)
 
 
-def plan_schema(table: TaskTable, max_tasks: int = MAX_TASKS) -> dict[str, Any]:
-    """JSON schema for a plan: task names as an enum, argument keys as known properties, bounded sizes."""
+def salvage_plan(text: str, table: TaskTable, max_tasks: int = MAX_TASKS, *, mentioned: str | None = None) -> Plan:
+    """The valid tasks of a reply that fails validation: invalid tasks, and tasks that use their outputs, are left
+    out. An empty plan when nothing in the reply is usable."""
+    try:
+        items = raw_tasks(extract_json(text))
+    except (JSONNotFound, PlanError):
+        return Plan()
+    builder = PlanBuilder(table, max_tasks, mentioned=mentioned)
+    for item in items:
+        with contextlib.suppress(PlanError):
+            builder.add(item)
+    return builder.plan()
+
+
+def plan_schema(
+    table: TaskTable, max_tasks: int = MAX_TASKS, *, typed: bool = False, steps: bool = False
+) -> dict[str, Any]:
+    """JSON schema for a plan: task names as an enum, argument keys as known properties, bounded sizes.
+
+    With `typed=True` each task type gets its own branch (`anyOf`) whose args are exactly its own keys, with its
+    inputs required, so a constrained decoder cannot write an argument the chosen task does not take. With
+    `steps=True` each task starts with a `step`: the part of the request it does, in the user's words.
+    """
     keys: list[str] = []
     for task_type in table:
         keys.extend(k for k in task_type.arg_keys if k not in keys)
-    task = {
+    if typed:
+        items: dict[str, Any] = {"anyOf": [_task_schema([t.name], t.arg_keys, t.inputs, steps) for t in table]}
+    else:
+        items = _task_schema(table.names(), keys, [], steps)
+    return {
         "type": "object",
-        "properties": {
-            "task": {"type": "string", "enum": table.names()},
-            "id": {"type": "integer", "minimum": 0, "maximum": 99},
-            "dep": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 99}, "maxItems": 4},
-            "args": {
-                "type": "object",
-                "properties": {k: {"type": "string", "maxLength": MAX_ARG_CHARS} for k in keys},
-                "additionalProperties": False,
-            },
-        },
-        "required": ["task", "id", "dep", "args"],
+        "properties": {"tasks": {"type": "array", "items": items, "maxItems": max_tasks}},
+        "required": ["tasks"],
         "additionalProperties": False,
+    }
+
+
+def _task_schema(names: list[str], keys: list[str], required: list[str], steps: bool = False) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "type": "object",
+        "properties": {k: {"type": "string", "maxLength": MAX_ARG_CHARS} for k in keys},
+        "additionalProperties": False,
+    }
+    if required:
+        args["required"] = required
+    properties: dict[str, Any] = {"step": {"type": "string", "maxLength": 120}} if steps else {}
+    properties |= {
+        "task": {"type": "string", "enum": names},
+        "id": {"type": "integer", "minimum": 0, "maximum": 99},
+        "dep": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 99}, "maxItems": 4},
+        "args": args,
     }
     return {
         "type": "object",
-        "properties": {"tasks": {"type": "array", "items": task, "maxItems": max_tasks}},
-        "required": ["tasks"],
+        "properties": properties,
+        "required": list(properties),
         "additionalProperties": False,
     }
 
@@ -296,8 +387,15 @@ def trim_history(history: Sequence[Message], budget: int) -> list[Message]:
 
 
 class Planner:
-    """Stage 1. The system prompt and demos come first and never change within a process, so backends that cache
-    the prompt prefix (llama.cpp) only process the history and the new request."""
+    """Stage 1. The system prompt and the fixed demos come first and never change within a process, so backends that
+    cache the prompt prefix (llama.cpp) only process what follows: demos retrieved from `bank` for this request (the
+    `retrieve` most similar), the history and the request.
+
+    Demos are fitted to the table: a demo using a task type the table lacks is left out, and parameters the table's
+    task types do not take are dropped. `typed=True` constrains each task's args to its own keys (`plan_schema`).
+    A plan that fails validation gets one repair request; if that fails too, `salvage=True` keeps the valid tasks
+    of the replies (`salvage_plan`) rather than failing the whole request.
+    """
 
     def __init__(
         self,
@@ -305,30 +403,56 @@ class Planner:
         table: TaskTable,
         *,
         demos: list[dict[str, Any]] | None = None,
+        bank: DemoBank | None = None,
+        retrieve: int = 4,
         history_tokens: int = 1024,
         max_tasks: int = MAX_TASKS,
         repair: bool = True,
+        salvage: bool = True,
+        typed: bool = True,
+        steps: bool = False,
     ) -> None:
         self.llm = llm
         self.table = table
         self.history_tokens = history_tokens
         self.max_tasks = max_tasks
         self.repair = repair
-        available = set(table.names())
+        self.salvage = salvage
         all_demos = load_demos() if demos is None else demos
-        self.demos = [d for d in all_demos if all(t["task"] in available for t in d["tasks"])]
-        self.schema = plan_schema(table, max_tasks)
+        self.demos = [f for d in all_demos if (f := fit_demo(d, table)) is not None]
+        self.bank = bank.fit(table) if bank is not None else None
+        self.retrieve = retrieve
+        self.steps = steps
+        self.schema = plan_schema(table, max_tasks, typed=typed, steps=steps)
+
+    def select_demos(self, request: str, history: Sequence[Message] = ()) -> list[dict[str, Any]]:
+        """The demos for this request: the fixed ones, then those retrieved for it (most similar last). Demos with
+        a chat history come last, and only when the request has a history too."""
+        demos = list(self.demos)
+        if self.bank is not None and self.retrieve > 0:
+            fixed = {d["request"] for d in demos}
+            picked = [d for d in self.bank.select(request, self.retrieve + len(fixed)) if d["request"] not in fixed]
+            demos += picked[-self.retrieve :]
+        plain = [d for d in demos if not d.get("history")]
+        return plain + [d for d in demos if d.get("history")] if history else plain
 
     def messages(self, request: str, history: Sequence[Message] = ()) -> list[Message]:
-        messages = [Message(role="system", content=render("planning.j2", task_types=list(self.table)))]
-        for demo in self.demos:
+        system = render("planning.j2", task_types=list(self.table), steps=self.steps)
+        messages = [Message(role="system", content=system)]
+        for demo in self.select_demos(request, history):
             for turn in demo.get("history", []):
                 messages.append(Message(**turn))
             messages.append(Message(role="user", content=demo["request"]))
-            messages.append(Message(role="assistant", content=json.dumps({"tasks": demo["tasks"]})))
+            messages.append(Message(role="assistant", content=json.dumps({"tasks": self._shown(demo["tasks"])})))
         messages.extend(trim_history(history, self.history_tokens))
         messages.append(Message(role="user", content=request))
         return messages
+
+    def _shown(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Demo tasks as the model must write them: with `step` first when steps are on, without it otherwise."""
+        if not self.steps:
+            return [{k: v for k, v in t.items() if k != "step"} for t in tasks]
+        return [{"step": t.get("step", t["task"]), **{k: v for k, v in t.items() if k != "step"}} for t in tasks]
 
     async def plan(
         self,
@@ -341,8 +465,9 @@ class Planner:
         from what was streamed (a repair was needed), the caller must compare `plan.tasks` with what it saw."""
         llm = llm or self.llm
         messages = self.messages(request, history)
+        mentioned = "\n".join([*(m.content for m in history), request])
         stream = ArrayElementStream()
-        builder = PlanBuilder(self.table, self.max_tasks)
+        builder = PlanBuilder(self.table, self.max_tasks, mentioned=mentioned)
         streaming_ok = on_task is not None
 
         def on_delta(delta: str) -> None:
@@ -364,7 +489,7 @@ class Planner:
         try:
             if completion.finish_reason == "length":
                 raise PlanError("the plan was cut off at the token limit")
-            return parse_plan(completion.text, self.table, self.max_tasks)
+            return parse_plan(completion.text, self.table, self.max_tasks, mentioned=mentioned)
         except PlanError as first:
             if not self.repair:
                 raise
@@ -372,7 +497,7 @@ class Planner:
         fix = [
             *messages,
             Message(role="assistant", content=completion.text[:4000]),
-            Message(role="user", content=f"That plan is invalid: {error} Reply with the corrected JSON plan only."),
+            Message(role="user", content=render("repair.j2", error=str(error))),
         ]
         try:
             repaired = await llm.complete(fix, json_schema=self.schema, max_tokens=1024)
@@ -381,9 +506,15 @@ class Planner:
         try:
             if repaired.finish_reason == "length":
                 raise PlanError("the repaired plan was cut off at the token limit")
-            return parse_plan(repaired.text, self.table, self.max_tasks)
+            return parse_plan(repaired.text, self.table, self.max_tasks, mentioned=mentioned)
         except PlanError as second:
-            raise PlanError(f"{error} (and the repair attempt failed: {second})") from None
+            failed = PlanError(f"{error} (and the repair attempt failed: {second})")
+        if self.salvage:
+            for reply in (repaired, completion):
+                partial = salvage_plan(reply.text, self.table, self.max_tasks, mentioned=mentioned)
+                if partial.tasks:
+                    return partial
+        raise failed
 
 
 def plan_to_json(tasks: Iterable[Task]) -> list[dict[str, Any]]:

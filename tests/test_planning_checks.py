@@ -1,0 +1,192 @@
+"""Planning quality aids: typed schema, steps, media type checks, mentioned files, salvage, demo choice."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hugginggpt.demos import DemoBank
+from hugginggpt.errors import PlanError
+from hugginggpt.llm.protocol import Message
+from hugginggpt.llm.scripted import ScriptedLLM
+from hugginggpt.planning import Planner, plan_schema, salvage_plan, validate_plan
+from hugginggpt.tasks import DEFAULT_TASK_TYPES, TaskTable, TaskType
+
+TABLE = TaskTable(DEFAULT_TASK_TYPES)
+
+
+def t(task, id, args, dep=()):
+    return {"task": task, "id": id, "dep": list(dep), "args": args}
+
+
+def test_typed_schema_gives_each_task_type_its_own_arguments():
+    schema = plan_schema(TABLE.subset({"translation", "visual-question-answering"}), typed=True)
+    branches = {b["properties"]["task"]["enum"][0]: b for b in schema["properties"]["tasks"]["items"]["anyOf"]}
+    vqa = branches["visual-question-answering"]["properties"]["args"]
+    assert set(vqa["properties"]) == {"image", "text"}
+    assert vqa["required"] == ["image", "text"]
+    assert vqa["additionalProperties"] is False
+    translation = branches["translation"]["properties"]["args"]
+    assert set(translation["properties"]) == {"text", "tgt_lang"}
+    assert translation["required"] == ["text"]
+
+
+def test_steps_come_first_in_every_task():
+    schema = plan_schema(TABLE.subset({"summarization"}), typed=True, steps=True)
+    branch = schema["properties"]["tasks"]["items"]["anyOf"][0]
+    assert next(iter(branch["properties"])) == "step"
+    assert branch["required"][0] == "step"
+    plain = plan_schema(TABLE.subset({"summarization"}))
+    assert "step" not in plain["properties"]["tasks"]["items"]["properties"]
+
+
+def test_a_media_argument_must_hold_a_file_of_its_own_kind():
+    with pytest.raises(PlanError, match=r"'image' needs image, but 'talk\.wav' is an audio file"):
+        validate_plan([t("image-to-text", 0, {"image": "talk.wav"})], TABLE)
+    assert validate_plan([t("image-to-text", 0, {"image": "https://x.org/cat.png"})], TABLE).tasks
+
+
+def test_a_text_argument_cannot_be_a_media_file():
+    with pytest.raises(PlanError, match=r"'photo\.jpg' is an image file; add a task that turns it into text \(e\.g\."):
+        validate_plan([t("text-to-speech", 0, {"text": "photo.jpg"})], TABLE)
+    # a text file, or a sentence that mentions a file, is text
+    assert validate_plan([t("summarization", 0, {"text": "report.txt"})], TABLE).tasks
+    assert validate_plan([t("text-to-speech", 0, {"text": "I love photo.jpg"})], TABLE).tasks
+
+
+def test_a_wrongly_typed_reference_passes_the_source_file_through():
+    plan = validate_plan(
+        [
+            t("image-classification", 0, {"image": "a.jpg"}),
+            t("visual-question-answering", 1, {"image": "<resource>-0", "text": "What colour?"}, [0]),
+        ],
+        TABLE,
+    )
+    assert plan.tasks[1].args == {"image": "a.jpg", "text": "What colour?"}
+    assert plan.tasks[1].dep == []
+    # without a file of that kind to pass through, it stays an error
+    with pytest.raises(PlanError, match=r"needs image from <resource>-0, but task 0 .* produces text"):
+        validate_plan(
+            [t("summarization", 0, {"text": "x"}), t("image-to-text", 1, {"image": "<resource>-0"}, [0])], TABLE
+        )
+
+
+def test_media_files_must_be_mentioned_when_the_request_is_known():
+    plan = [t("image-to-text", 0, {"image": "outputs/run-1/0-text-to-image.png"})]
+    assert validate_plan(plan, TABLE).tasks  # no request given: not checked
+    with pytest.raises(PlanError, match="which the user never mentioned"):
+        validate_plan(plan, TABLE, mentioned="Describe my photo cat.jpg")
+    assert validate_plan([t("image-to-text", 0, {"image": "Cat.JPG"})], TABLE, mentioned="describe cat.jpg").tasks
+
+
+def test_salvage_keeps_the_valid_tasks_and_drops_what_depends_on_the_invalid_ones():
+    reply = json.dumps(
+        {
+            "tasks": [
+                t("image-to-text", 0, {"image": "a.jpg"}),
+                t("text-to-speech", 1, {"text": "b.png"}),
+                t("translation", 2, {"text": "<resource>-1"}, [1]),
+                t("summarization", 3, {"text": "<resource>-0"}, [0]),
+            ]
+        }
+    )
+    plan = salvage_plan(reply, TABLE)
+    assert [(x.id, x.task) for x in plan.tasks] == [(0, "image-to-text"), (3, "summarization")]
+    assert salvage_plan("no json here", TABLE).tasks == []
+
+
+BAD = json.dumps({"tasks": [t("image-to-text", 0, {"image": "a.jpg"}), t("text-to-speech", 1, {"text": "a.jpg"})]})
+
+
+async def test_after_a_failed_repair_the_valid_part_of_the_plan_is_kept():
+    llm = ScriptedLLM(BAD, BAD)
+    plan = await Planner(llm, TABLE).plan("describe a.jpg and read it aloud")
+    assert [x.task for x in plan.tasks] == ["image-to-text"]
+    repair = llm.calls[1][0][-1].content
+    assert repair.startswith("That plan is invalid: task 1 (text-to-speech): 'text' takes text")
+    assert "Keep every task the request needs" in repair
+    with pytest.raises(PlanError, match="repair attempt failed"):
+        await Planner(ScriptedLLM(BAD, BAD), TABLE, salvage=False).plan("describe a.jpg and read it aloud")
+
+
+async def test_a_file_the_user_never_mentioned_asks_for_a_repair():
+    made_up = json.dumps({"tasks": [t("image-classification", 0, {"image": "target.jpg"})]})
+    fixed = json.dumps({"tasks": [t("image-classification", 0, {"image": "dog.jpg"})]})
+    llm = ScriptedLLM(made_up, fixed)
+    plan = await Planner(llm, TABLE).plan("what breed is the dog in dog.jpg?")
+    assert plan.tasks[0].args == {"image": "dog.jpg"}
+    assert "never mentioned" in llm.calls[1][0][-1].content
+    # a file named in the history counts as mentioned
+    history = [Message(role="user", content="draw a dog"), Message(role="assistant", content="done: target.jpg")]
+    plan = await Planner(ScriptedLLM(made_up), TABLE).plan("classify that picture", history)
+    assert plan.tasks[0].args == {"image": "target.jpg"}
+
+
+DEMOS = [
+    {"request": "Summarise this: 'a b c'",
+     "tasks": [{"step": "summarise the text", **t("summarization", 0, {"text": "a b c"})}]},
+    {"request": "Translate 'hi' into French",
+     "tasks": [{"step": "translate", **t("translation", 0, {"text": "hi", "tgt_lang": "French"})}]},
+    {"history": [{"role": "user", "content": "draw a cat"}, {"role": "assistant", "content": "cat.png"}],
+     "request": "describe it", "tasks": [t("image-to-text", 0, {"image": "cat.png"})]},
+]  # fmt: skip
+
+
+def test_demos_with_history_are_shown_last_and_only_with_a_history():
+    planner = Planner(ScriptedLLM(), TABLE, demos=DEMOS)
+    alone = planner.messages("first request")
+    assert [m.content for m in alone if m.role == "user"] == [DEMOS[0]["request"], DEMOS[1]["request"], "first request"]
+    history = [Message(role="user", content="earlier"), Message(role="assistant", content="answer")]
+    chat = planner.messages("second request", history)
+    assert chat[: len(alone) - 1] == alone[:-1]  # the same prefix, so a prompt cache still applies
+    assert [m.content for m in chat[len(alone) - 1 :]] == [
+        "draw a cat",
+        "cat.png",
+        "describe it",
+        json.dumps({"tasks": [t("image-to-text", 0, {"image": "cat.png"})]}),
+        "earlier",
+        "answer",
+        "second request",
+    ]
+
+
+def test_demos_are_fitted_to_the_table():
+    table = TaskTable(
+        [
+            TaskType(name="translation", description="", inputs=["text"], outputs=["text"]),
+            TaskType(name="summarization", description="", inputs=["text"], outputs=["text"]),
+        ]
+    )
+    planner = Planner(ScriptedLLM(), table, demos=DEMOS)
+    assert [d["request"] for d in planner.demos] == [DEMOS[0]["request"], DEMOS[1]["request"]]
+    assert planner.demos[1]["tasks"][0]["args"] == {"text": "hi"}  # no tgt_lang in this table
+
+
+def test_steps_are_shown_first_when_on_and_left_out_when_off():
+    with_steps = Planner(ScriptedLLM(), TABLE, demos=DEMOS[:1], steps=True).messages("x")
+    assert with_steps[2].content.startswith('{"tasks": [{"step": "summarise the text", "task": "summarization"')
+    assert '"step" says in a few words' in with_steps[0].content
+    without = Planner(ScriptedLLM(), TABLE, demos=DEMOS[:1]).messages("x")
+    assert '"step"' not in without[2].content and '"step"' not in without[0].content
+
+
+async def test_steps_in_the_reply_are_ignored_by_the_plan():
+    reply = json.dumps({"tasks": [{"step": "summarise", **t("summarization", 0, {"text": "a b"})}]})
+    plan = await Planner(ScriptedLLM(reply), TABLE, steps=True).plan("summarise 'a b'")
+    assert plan.tasks[0].model_dump() == t("summarization", 0, {"text": "a b"})
+
+
+def test_retrieved_demos_follow_the_fixed_ones_most_similar_last():
+    bank = DemoBank(
+        [
+            {"request": "Transcribe talk.wav", "tasks": [t("automatic-speech-recognition", 0, {"audio": "talk.wav"})]},
+            {"request": "Draw a cat in a hat", "tasks": [t("text-to-image", 0, {"text": "a cat in a hat"})]},
+            DEMOS[0],
+        ]
+    )
+    planner = Planner(ScriptedLLM(), TABLE, demos=DEMOS[:1], bank=bank, retrieve=2)
+    shown = [m.content for m in planner.messages("please draw a dog in a hat") if m.role == "user"]
+    assert shown == [DEMOS[0]["request"], "Transcribe talk.wav", "Draw a cat in a hat", "please draw a dog in a hat"]
+    shown = [m.content for m in planner.messages("transcribe my memo.wav") if m.role == "user"]
+    assert shown[-2] == "Transcribe talk.wav"
