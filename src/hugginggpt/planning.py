@@ -503,18 +503,24 @@ class Planner:
             repaired = await llm.complete(fix, json_schema=self.schema, max_tokens=1024)
         except LLMError:
             raise error from None
+        second: PlanError | None = None
         try:
             if repaired.finish_reason == "length":
                 raise PlanError("the repaired plan was cut off at the token limit")
-            return parse_plan(repaired.text, self.table, self.max_tasks, mentioned=mentioned)
-        except PlanError as second:
-            failed = PlanError(f"{error} (and the repair attempt failed: {second})")
-        if self.salvage:
+            fixed = parse_plan(repaired.text, self.table, self.max_tasks, mentioned=mentioned)
+        except PlanError as exc:
+            second = exc
+        else:
+            if fixed.tasks or not self.salvage:
+                return fixed
+        if self.salvage:  # the repair failed or dropped every task: keep what was valid
             for reply in (repaired, completion):
                 partial = salvage_plan(reply.text, self.table, self.max_tasks, mentioned=mentioned)
                 if partial.tasks:
                     return partial
-        raise failed
+        if second is None:
+            return fixed
+        raise PlanError(f"{error} (and the repair attempt failed: {second})") from None
 
 
 def plan_to_json(tasks: Iterable[Task]) -> list[dict[str, Any]]:
