@@ -216,17 +216,49 @@ def models(
     gpt = _pipeline(_settings(ctx))
     cards = sorted(gpt.catalog.cards(task), key=lambda c: (c.task, not c.available, -c.downloads, c.id))
     if as_json:
-        rows = [c.model_dump(include={"task", "id", "backend", "available", "downloads", "license"}) for c in cards]
+        fields = {"task", "id", "backend", "available", "downloads", "license", "availability"}
+        rows = [c.model_dump(include=fields) for c in cards]
         sys.stdout.write(json.dumps(rows) + "\n")
         return
-    table = Table("task", "model", "backend", "available")
+    table = Table("task", "model", "backend", "available", "backends (can run it now?)")
     for card in cards:
         if card.available or show_all:
-            table.add_row(card.task, card.id, card.backend, "yes" if card.available else "no")
+            backends = " ".join(f"{name}{'✓' if ok else '✗'}" for name, ok in card.availability.items())
+            table.add_row(card.task, card.id, card.backend, "yes" if card.available else "no", backends)
     out.print(table)
     hidden = sum(1 for c in cards if not c.available)
     if hidden and not show_all:
         err.print(f"[dim]{hidden} catalogue models cannot run now; --all lists them[/]")
+
+
+@app.command("serve-models")
+def serve_models(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="address to bind (keep 127.0.0.1 on untrusted networks)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8005,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="also host this Hub model, as TASK=MODEL_ID (repeatable)"),
+    ] = None,
+) -> None:
+    """Host local experts over HTTP (GET /running, /status/ID, /models, /health, /memory; POST /models/ID)."""
+    try:
+        from .server.model_server import host_from_settings, serve
+    except ImportError as exc:
+        raise _fail(f"the model server needs the server extra: pip install 'hugginggpt[server]' ({exc})") from None
+    pairs = []
+    for item in model or []:
+        task, sep, model_id = item.partition("=")
+        if not sep or not task.strip() or not model_id.strip():
+            raise _fail(f"--model takes TASK=MODEL_ID, got {item!r}")
+        pairs.append((task.strip(), model_id.strip()))
+    settings = _settings(ctx)
+    try:
+        model_host = host_from_settings(settings, pairs)
+    except HuggingGPTError as exc:
+        raise _fail(str(exc)) from None
+    err.print(f"hosting {len(model_host.cards())} models on http://{host}:{port} (files in {model_host.root})")
+    serve(model_host, bind=host, port=port)
 
 
 @catalog_app.command("refresh")

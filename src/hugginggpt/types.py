@@ -59,6 +59,9 @@ class ModelCard(BaseModel):
     backend: Backend = "inference"
     available: bool = False
     license: str | None = None
+    availability: dict[str, bool] = Field(
+        default_factory=dict, description="per backend that could run this model: whether it can run it now"
+    )
 
 
 class Selection(BaseModel):

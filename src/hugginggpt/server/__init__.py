@@ -1,0 +1,1 @@
+"""HTTP servers: the main API server and the model server that hosts local experts (`model_server.py`)."""
