@@ -1,8 +1,9 @@
 """Remote experts on Hugging Face Inference through `huggingface_hub.AsyncInferenceClient`, for any catalogue model.
 
-The token comes from `HF_TOKEN` (or a saved `hf auth login`). Which models HF Inference serves comes from the Hub
-(`HfApi.list_models(inference_provider="hf-inference")`, the listing the client's provider routing is built on;
-the old status API is retired), asked once and trusted for `status_ttl` seconds.
+The token comes from `HF_TOKEN` (or a saved `hf auth login`). Which models HF Inference serves comes from the Hub's
+model listing filtered by provider (`/api/models?inference_provider=hf-inference`, what
+`HfApi.list_models(inference_provider=...)` asks; the old status API is retired), asked once and trusted for
+`status_ttl` seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from ..errors import ExpertError
 from ..types import ModelCard
@@ -323,13 +326,23 @@ class InferenceBackend:
             await client.close()
 
     def _ask(self) -> tuple[set[str] | None, str | None]:
-        from huggingface_hub import HfApi
-
+        """One pass over the Hub's listing of hf-inference models (the Link header pages it); no retries, so a
+        Hub that is down costs one short timeout, not a start-up stall."""
+        served: set[str] = set()
+        url: str | None = f"{self.hub_endpoint}/api/models"
+        params: dict[str, Any] | None = {"inference_provider": "hf-inference", "limit": 1000}
         try:
-            api = HfApi(endpoint=self.hub_endpoint, token=self.token)
-            return {m.id for m in api.list_models(inference_provider="hf-inference")}, None
-        except Exception as exc:  # HTTP, connection and parsing errors of several libraries
+            with httpx.Client(timeout=10.0, headers={"authorization": f"Bearer {self.token}"}) as client:
+                for _ in range(100):
+                    response = client.get(url, params=params)
+                    response.raise_for_status()
+                    served.update(str(row["id"]) for row in response.json())
+                    url, params = response.links.get("next", {}).get("url"), None
+                    if not url:
+                        return served, None
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             return None, f"could not ask {self.hub_endpoint} which models HF Inference serves: {exc}"
+        return served, None
 
     def _http_error(self, card: ModelCard, status: int | None, response: Any) -> ExpertError:
         detail = _error_detail(response)

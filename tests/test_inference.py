@@ -1,0 +1,276 @@
+"""HF Inference experts against a local HTTP server that speaks the same API (the Hub's model listing and the
+hf-inference task routes): availability from the listing (cached), typed outputs, 503 loading, 404, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import wave
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from hugginggpt.errors import ExpertError
+from hugginggpt.experts.inference import InferenceBackend
+from hugginggpt.experts.protocol import ExpertContext
+from hugginggpt.types import Artifact, ModelCard
+from hugginggpt.workspace import Workspace
+from localserver import serving
+
+TOKEN = "hf_test_token"
+SERVED = ["good/classifier", "good/detector", "good/tts", "good/asr", "good/embedder", "good/chat"]
+SERVED += ["loading-once/model", "always-loading/model", "slow/model"]
+PNG_1x1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415408d763f8cfc0f0"
+    "1f0005fe02fea7e8d6f40000000049454e44ae426082"
+)
+
+
+def _wav_bytes() -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(8000)
+        handle.writeframes(b"\x00\x01" * 800)
+    return buffer.getvalue()
+
+
+class FakeHub:
+    """What the local server saw, and how it should behave."""
+
+    def __init__(self) -> None:
+        self.listings = 0
+        self.listing_fails = False
+        self.requests: list[dict[str, Any]] = []
+        self.loading_seen: set[str] = set()
+
+
+def hub_app(state: FakeHub) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/api/models")
+    async def list_models(request: Request) -> Response:
+        state.listings += 1
+        if state.listing_fails:
+            return JSONResponse({"error": "internal"}, status_code=500)
+        assert request.query_params.get("inference_provider") == "hf-inference"
+        return JSONResponse([{"id": model_id, "_id": model_id} for model_id in SERVED])
+
+    @app.post("/models/{path:path}")
+    async def infer(path: str, request: Request) -> Response:
+        body = await request.body()
+        state.requests.append(
+            {
+                "path": path,
+                "auth": request.headers.get("authorization"),
+                "body": body,
+                "type": request.headers.get("content-type"),
+            }
+        )
+        if path.endswith("/v1/chat/completions"):
+            reply = {"role": "assistant", "content": "Hello from the chat model."}
+            return JSONResponse(
+                {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": "good/chat",
+                    "system_fingerprint": "",
+                    "choices": [{"index": 0, "message": reply, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 5, "total_tokens": 6},
+                }
+            )
+        if path == "good/embedder/pipeline/sentence-similarity":
+            return JSONResponse([0.75])
+        if path == "good/classifier":
+            return JSONResponse([[{"label": "POSITIVE", "score": 0.9}, {"label": "NEGATIVE", "score": 0.1}]])
+        if path == "good/detector":
+            box = {"xmin": 0, "ymin": 0, "xmax": 1, "ymax": 1}
+            return JSONResponse(
+                [{"label": "zebra", "score": 0.97, "box": box}, {"label": "zebra", "score": 0.8, "box": box}]
+            )
+        if path == "good/tts":
+            return Response(_wav_bytes(), media_type="audio/wav")
+        if path == "good/asr":
+            return JSONResponse({"text": "hello world"})
+        if path == "loading-once/model" and path not in state.loading_seen:
+            state.loading_seen.add(path)
+            return JSONResponse({"error": "Model is currently loading", "estimated_time": 0.05}, status_code=503)
+        if path == "loading-once/model":
+            return JSONResponse([[{"label": "READY", "score": 1.0}]])
+        if path == "always-loading/model":
+            return JSONResponse({"error": "Model is currently loading", "estimated_time": 0.05}, status_code=503)
+        if path == "slow/model":
+            await asyncio.sleep(1)
+            return JSONResponse([[{"label": "LATE", "score": 1.0}]])
+        return JSONResponse({"error": f"Model {path} does not exist"}, status_code=404)
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def hub():
+    state = FakeHub()
+    with serving(hub_app(state)) as url:
+        yield state, url
+
+
+@pytest.fixture
+def state(hub) -> FakeHub:
+    state, _ = hub
+    state.listings = 0
+    state.listing_fails = False
+    state.requests.clear()
+    state.loading_seen.clear()
+    return state
+
+
+@pytest.fixture
+def backend(hub, state) -> InferenceBackend:
+    _, url = hub
+    return InferenceBackend(token=TOKEN, endpoint=url, hub_endpoint=url, timeout=5, loading_wait=1)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> ExpertContext:
+    return ExpertContext(workspace=Workspace(tmp_path / "out", [tmp_path]), task_id=2, task="test")
+
+
+def card(model_id: str, task: str) -> ModelCard:
+    return ModelCard(id=model_id, task=task)
+
+
+# availability -------------------------------------------------------------------------------------------------
+
+
+def test_served_models_are_available_and_others_are_not(backend: InferenceBackend) -> None:
+    assert backend.why_not(card("good/classifier", "text-classification")) is None
+    assert backend.why_not(card("other/model", "text-classification")) == "HF Inference does not serve other/model"
+    assert "has no depth-estimation task" in backend.why_not(card("good/classifier", "depth-estimation"))
+
+
+def test_no_token_means_not_available(hub) -> None:
+    _, url = hub
+    backend = InferenceBackend(token=None, endpoint=url, hub_endpoint=url)
+    assert "HF_TOKEN" in backend.why_not(card("good/classifier", "text-classification"))
+
+
+def test_hf_hub_offline_means_not_available(backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert backend.why_not(card("good/classifier", "text-classification")) == "HF_HUB_OFFLINE is set"
+
+
+def test_the_listing_is_asked_once_and_trusted_for_a_while(hub, state) -> None:
+    _, url = hub
+    now = [0.0]
+    backend = InferenceBackend(token=TOKEN, endpoint=url, hub_endpoint=url, status_ttl=60, clock=lambda: now[0])
+    for _ in range(3):
+        assert backend.available(card("good/classifier", "text-classification"))
+    assert state.listings == 1
+    now[0] = 61.0
+    assert backend.available(card("good/detector", "object-detection"))
+    assert state.listings == 2
+
+
+def test_a_listing_failure_is_reported_as_the_reason(hub, state) -> None:
+    _, url = hub
+    state.listing_fails = True
+    backend = InferenceBackend(token=TOKEN, endpoint=url, hub_endpoint=url)
+    reason = backend.why_not(card("good/classifier", "text-classification"))
+    assert reason is not None and "could not ask" in reason and "500" in reason
+
+
+# calls ---------------------------------------------------------------------------------------------------------
+
+
+async def test_text_classification_sends_the_token_and_types_the_labels(backend, state, ctx) -> None:
+    out = await backend.expert(card("good/classifier", "text-classification")).run({"text": "I like it"}, ctx)
+    assert out == {
+        "text": "POSITIVE (0.90)",
+        "json": {"labels": [{"label": "POSITIVE", "score": 0.9}, {"label": "NEGATIVE", "score": 0.1}]},
+    }
+    request = state.requests[-1]
+    assert request["path"] == "good/classifier" and request["auth"] == f"Bearer {TOKEN}"
+    assert b'"inputs": "I like it"' in request["body"] or b'"inputs":"I like it"' in request["body"]
+
+
+async def test_object_detection_uploads_the_image_and_draws_the_boxes(backend, state, ctx, tmp_path) -> None:
+    pytest.importorskip("PIL")
+    image = tmp_path / "dot.png"
+    image.write_bytes(PNG_1x1)
+    out = await backend.expert(card("good/detector", "object-detection")).run({"image": str(image)}, ctx)
+    assert out["text"] == "2 zebra"
+    assert [o["score"] for o in out["json"]["objects"]] == [0.97, 0.8]
+    assert isinstance(out["image"], Artifact) and out["image"].media_type == "image/png"
+    assert state.requests[-1]["body"] == PNG_1x1
+
+
+async def test_text_to_speech_saves_the_audio_bytes(backend, ctx) -> None:
+    out = await backend.expert(card("good/tts", "text-to-speech")).run({"text": "hi"}, ctx)
+    audio = out["audio"]
+    assert isinstance(audio, Artifact) and audio.path.endswith(".wav") and audio.modality == "audio"
+    assert Path(audio.path).read_bytes() == _wav_bytes()
+
+
+async def test_speech_recognition_uploads_the_audio(backend, state, ctx, tmp_path) -> None:
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(_wav_bytes())
+    out = await backend.expert(card("good/asr", "automatic-speech-recognition")).run({"audio": str(clip)}, ctx)
+    assert out == {"text": "hello world"}
+    assert state.requests[-1]["body"] == _wav_bytes()
+
+
+async def test_sentence_similarity_uses_its_pipeline_route(backend, state, ctx) -> None:
+    out = await backend.expert(card("good/embedder", "sentence-similarity")).run({"text": "a", "text_2": "b"}, ctx)
+    assert out == {"text": "similarity 0.750", "json": {"similarity": 0.75}}
+    assert state.requests[-1]["path"] == "good/embedder/pipeline/sentence-similarity"
+
+
+async def test_conversational_uses_chat_completions(backend, state, ctx) -> None:
+    out = await backend.expert(card("good/chat", "conversational")).run({"text": "hello"}, ctx)
+    assert out == {"text": "Hello from the chat model."}
+    assert state.requests[-1]["path"] == "good/chat/v1/chat/completions"
+
+
+async def test_a_loading_model_is_waited_for_once(backend, state, ctx) -> None:
+    out = await backend.expert(card("loading-once/model", "text-classification")).run({"text": "x"}, ctx)
+    assert out["text"] == "READY (1.00)"
+    assert [r["path"] for r in state.requests] == ["loading-once/model", "loading-once/model"]
+
+
+async def test_a_model_still_loading_is_a_clear_error(backend, state, ctx) -> None:
+    with pytest.raises(ExpertError, match=r"still loading on HF Inference \(503\)"):
+        await backend.expert(card("always-loading/model", "text-classification")).run({"text": "x"}, ctx)
+    assert len(state.requests) == 2
+
+
+async def test_an_unknown_model_is_a_clear_error_and_is_forgotten(backend, ctx) -> None:
+    SERVED.append("gone/model")
+    try:
+        gone = card("gone/model", "text-classification")
+        assert backend.available(gone)
+        with pytest.raises(ExpertError, match=r"does not serve gone/model \(404\): Model gone/model does not exist"):
+            await backend.expert(gone).run({"text": "x"}, ctx)
+        assert backend.why_not(gone) == "HF Inference does not serve gone/model"
+    finally:
+        SERVED.remove("gone/model")
+
+
+async def test_a_slow_model_times_out_with_a_clear_error(hub, state, ctx) -> None:
+    _, url = hub
+    backend = InferenceBackend(token=TOKEN, endpoint=url, hub_endpoint=url, timeout=0.3)
+    with pytest.raises(ExpertError, match=r"gave no answer within 0.3 s"):
+        await backend.expert(card("slow/model", "text-classification")).run({"text": "x"}, ctx)
+
+
+async def test_an_unreachable_endpoint_is_a_clear_error(ctx) -> None:
+    from localserver import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    backend = InferenceBackend(token=TOKEN, endpoint=url, hub_endpoint=url, timeout=5)
+    with pytest.raises(ExpertError, match="cannot reach HF Inference"):
+        await backend.expert(card("good/classifier", "text-classification")).run({"text": "x"}, ctx)
