@@ -3,16 +3,11 @@ hf-inference task routes): availability from the listing (cached), typed outputs
 
 from __future__ import annotations
 
-import asyncio
-import io
-import wave
 from pathlib import Path
-from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 
+from fakehub import TOKEN, FakeHub, PNG_1x1, wav_bytes
 from hugginggpt.errors import ExpertError
 from hugginggpt.experts.inference import InferenceBackend
 from hugginggpt.experts.protocol import ExpertContext
@@ -20,112 +15,30 @@ from hugginggpt.types import Artifact, ModelCard
 from hugginggpt.workspace import Workspace
 from localserver import serving
 
-TOKEN = "hf_test_token"
-SERVED = ["good/classifier", "good/detector", "good/tts", "good/asr", "good/embedder", "good/chat"]
-SERVED += ["loading-once/model", "always-loading/model", "slow/model"]
-PNG_1x1 = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415408d763f8cfc0f0"
-    "1f0005fe02fea7e8d6f40000000049454e44ae426082"
-)
-
-
-def _wav_bytes() -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(8000)
-        handle.writeframes(b"\x00\x01" * 800)
-    return buffer.getvalue()
-
-
-class FakeHub:
-    """What the local server saw, and how it should behave."""
-
-    def __init__(self) -> None:
-        self.listings = 0
-        self.listing_fails = False
-        self.requests: list[dict[str, Any]] = []
-        self.loading_seen: set[str] = set()
-
-
-def hub_app(state: FakeHub) -> FastAPI:
-    app = FastAPI()
-
-    @app.get("/api/models")
-    async def list_models(request: Request) -> Response:
-        state.listings += 1
-        if state.listing_fails:
-            return JSONResponse({"error": "internal"}, status_code=500)
-        assert request.query_params.get("inference_provider") == "hf-inference"
-        return JSONResponse([{"id": model_id, "_id": model_id} for model_id in SERVED])
-
-    @app.post("/models/{path:path}")
-    async def infer(path: str, request: Request) -> Response:
-        body = await request.body()
-        state.requests.append(
-            {
-                "path": path,
-                "auth": request.headers.get("authorization"),
-                "body": body,
-                "type": request.headers.get("content-type"),
-            }
-        )
-        if path.endswith("/v1/chat/completions"):
-            reply = {"role": "assistant", "content": "Hello from the chat model."}
-            return JSONResponse(
-                {
-                    "id": "x",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": "good/chat",
-                    "system_fingerprint": "",
-                    "choices": [{"index": 0, "message": reply, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 5, "total_tokens": 6},
-                }
-            )
-        if path == "good/embedder/pipeline/sentence-similarity":
-            return JSONResponse([0.75])
-        if path == "good/classifier":
-            return JSONResponse([[{"label": "POSITIVE", "score": 0.9}, {"label": "NEGATIVE", "score": 0.1}]])
-        if path == "good/detector":
-            box = {"xmin": 0, "ymin": 0, "xmax": 1, "ymax": 1}
-            return JSONResponse(
-                [{"label": "zebra", "score": 0.97, "box": box}, {"label": "zebra", "score": 0.8, "box": box}]
-            )
-        if path == "good/tts":
-            return Response(_wav_bytes(), media_type="audio/wav")
-        if path == "good/asr":
-            return JSONResponse({"text": "hello world"})
-        if path == "loading-once/model" and path not in state.loading_seen:
-            state.loading_seen.add(path)
-            return JSONResponse({"error": "Model is currently loading", "estimated_time": 0.05}, status_code=503)
-        if path == "loading-once/model":
-            return JSONResponse([[{"label": "READY", "score": 1.0}]])
-        if path == "always-loading/model":
-            return JSONResponse({"error": "Model is currently loading", "estimated_time": 0.05}, status_code=503)
-        if path == "slow/model":
-            await asyncio.sleep(1)
-            return JSONResponse([[{"label": "LATE", "score": 1.0}]])
-        return JSONResponse({"error": f"Model {path} does not exist"}, status_code=404)
-
-    return app
+MODELS = {
+    "good/classifier": "labels",
+    "good/detector": "detector",
+    "good/tts": "tts",
+    "good/asr": "asr",
+    "good/embedder": "embedder",
+    "good/chat": "chat",
+    "loading-once/model": "loading-once",
+    "always-loading/model": "loading",
+    "slow/model": "slow",
+}
 
 
 @pytest.fixture(scope="module")
 def hub():
-    state = FakeHub()
-    with serving(hub_app(state)) as url:
+    state = FakeHub(MODELS)
+    with serving(state.app()) as url:
         yield state, url
 
 
 @pytest.fixture
 def state(hub) -> FakeHub:
     state, _ = hub
-    state.listings = 0
-    state.listing_fails = False
-    state.requests.clear()
-    state.loading_seen.clear()
+    state.reset()
     return state
 
 
@@ -213,15 +126,15 @@ async def test_text_to_speech_saves_the_audio_bytes(backend, ctx) -> None:
     out = await backend.expert(card("good/tts", "text-to-speech")).run({"text": "hi"}, ctx)
     audio = out["audio"]
     assert isinstance(audio, Artifact) and audio.path.endswith(".wav") and audio.modality == "audio"
-    assert Path(audio.path).read_bytes() == _wav_bytes()
+    assert Path(audio.path).read_bytes() == wav_bytes()
 
 
 async def test_speech_recognition_uploads_the_audio(backend, state, ctx, tmp_path) -> None:
     clip = tmp_path / "clip.wav"
-    clip.write_bytes(_wav_bytes())
+    clip.write_bytes(wav_bytes())
     out = await backend.expert(card("good/asr", "automatic-speech-recognition")).run({"audio": str(clip)}, ctx)
     assert out == {"text": "hello world"}
-    assert state.requests[-1]["body"] == _wav_bytes()
+    assert state.requests[-1]["body"] == wav_bytes()
 
 
 async def test_sentence_similarity_uses_its_pipeline_route(backend, state, ctx) -> None:
@@ -248,8 +161,8 @@ async def test_a_model_still_loading_is_a_clear_error(backend, state, ctx) -> No
     assert len(state.requests) == 2
 
 
-async def test_an_unknown_model_is_a_clear_error_and_is_forgotten(backend, ctx) -> None:
-    SERVED.append("gone/model")
+async def test_an_unknown_model_is_a_clear_error_and_is_forgotten(backend, state, ctx) -> None:
+    state.models["gone/model"] = "gone"  # listed, but the endpoint answers 404
     try:
         gone = card("gone/model", "text-classification")
         assert backend.available(gone)
@@ -257,7 +170,7 @@ async def test_an_unknown_model_is_a_clear_error_and_is_forgotten(backend, ctx) 
             await backend.expert(gone).run({"text": "x"}, ctx)
         assert backend.why_not(gone) == "HF Inference does not serve gone/model"
     finally:
-        SERVED.remove("gone/model")
+        del state.models["gone/model"]
 
 
 async def test_a_slow_model_times_out_with_a_clear_error(hub, state, ctx) -> None:
