@@ -34,6 +34,9 @@ WORDS = [
 
 def cache_folder(cache: Path, model_id: str) -> Path:
     """Make `models--org--name/snapshots/<commit>/` with `refs/main` pointing at it; returns the snapshot folder."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
     repo = cache / ("models--" + model_id.replace("/", "--"))
     commit = hashlib.sha1(model_id.encode()).hexdigest()
     (repo / "refs").mkdir(parents=True, exist_ok=True)
