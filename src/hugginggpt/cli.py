@@ -223,7 +223,8 @@ def models(
     table = Table("task", "model", "backend", "available", "backends (can run it now?)")
     for card in cards:
         if card.available or show_all:
-            backends = " ".join(f"{name}{'✓' if ok else '✗'}" for name, ok in card.availability.items())
+            where = card.availability or {card.backend: card.available}
+            backends = " ".join(f"{name}{'✓' if ok else '✗'}" for name, ok in where.items())
             table.add_row(card.task, card.id, card.backend, "yes" if card.available else "no", backends)
     out.print(table)
     hidden = sum(1 for c in cards if not c.available)
