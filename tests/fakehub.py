@@ -1,11 +1,14 @@
 """A local HTTP server speaking the Hugging Face APIs the inference backend uses: the Hub's model listing
-(`GET /api/models?inference_provider=hf-inference`) and hf-inference task routes (`POST /models/{id}`…)."""
+(`GET /api/models?inference_provider=hf-inference`), hf-inference task routes (`POST /models/{id}`…), and model
+repositories' files as `snapshot_download` fetches them."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import wave
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -104,3 +107,64 @@ class FakeHub:
             await asyncio.sleep(1)
             return JSONResponse([[{"label": "LATE", "score": 1.0}]])
         return JSONResponse({"error": f"Model {model_id} does not exist"}, status_code=404)
+
+
+class FakeRepos:
+    """Model repositories served as the Hub serves files: `GET /api/models/{id}` (and `/revision/{rev}`) with the
+    file list, `HEAD`/`GET /{id}/resolve/{rev}/{file}` with commit and etag headers. `downloads` counts file GETs."""
+
+    def __init__(self, repos: dict[str, Path]) -> None:
+        self.repos = repos
+        self.downloads: list[str] = []
+
+    def _sha(self, repo: str) -> str:
+        return hashlib.sha1(repo.encode()).hexdigest()
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        def info(repo: str) -> Response:
+            folder = self.repos.get(repo)
+            if folder is None:
+                return JSONResponse({"error": "Repository not found"}, status_code=404)
+            files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+            siblings = [{"rfilename": f} for f in files]
+            return JSONResponse(
+                {"id": repo, "_id": repo, "sha": self._sha(repo), "siblings": siblings, "private": False}
+            )
+
+        @app.get("/api/models/{org}/{name}/revision/{revision}")
+        async def revision(org: str, name: str, revision: str) -> Response:
+            return info(f"{org}/{name}")
+
+        @app.get("/api/models/{org}/{name}")
+        async def model(org: str, name: str) -> Response:
+            return info(f"{org}/{name}")
+
+        @app.get("/api/models/{org}/{name}/tree/{revision}")
+        async def tree(org: str, name: str, revision: str) -> Response:
+            folder = self.repos.get(f"{org}/{name}")
+            if folder is None:
+                return JSONResponse({"error": "Repository not found"}, status_code=404)
+            entries = [
+                {"type": "file", "path": p.relative_to(folder).as_posix(), "size": p.stat().st_size,
+                 "oid": hashlib.sha1(p.read_bytes()).hexdigest()}
+                for p in sorted(folder.rglob("*")) if p.is_file()
+            ]  # fmt: skip
+            return JSONResponse(entries)
+
+        @app.api_route("/{org}/{name}/resolve/{revision}/{filename:path}", methods=["GET", "HEAD"])
+        async def resolve(org: str, name: str, revision: str, filename: str, request: Request) -> Response:
+            repo = f"{org}/{name}"
+            folder = self.repos.get(repo)
+            path = folder / filename if folder else None
+            if path is None or not path.is_file():
+                return JSONResponse({"error": "Entry not found"}, status_code=404)
+            data = path.read_bytes()
+            headers = {"X-Repo-Commit": self._sha(repo), "ETag": f'"{hashlib.sha256(data).hexdigest()}"'}
+            if request.method == "HEAD":
+                return Response(headers={**headers, "Content-Length": str(len(data))})
+            self.downloads.append(f"{repo}/{filename}")
+            return Response(data, headers=headers, media_type="application/octet-stream")
+
+        return app

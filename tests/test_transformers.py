@@ -315,3 +315,37 @@ def test_a_failed_load_leaves_the_pool_usable() -> None:
         pool.acquire("m", "cpu", 9 * MB, broken)
     slot = pool.acquire("n", "cpu", 9 * MB, lambda: ("ok", None))
     assert slot.runner == "ok" and pool.loaded() == ["n"]
+
+
+# downloads -----------------------------------------------------------------------------------------------------
+
+
+async def test_online_a_model_downloads_on_first_use_in_one_weights_format(tmp_path, ctx) -> None:
+    from fakehub import FakeRepos
+    from localserver import serving
+
+    repo = tinymodels.text_classifier(tmp_path / "hub", "remote/bert")
+    (repo / "tf_model.h5").write_bytes(b"tensorflow weights nobody needs")
+    (repo / "pytorch_model.bin").write_bytes(b"the same weights again")
+    repos = FakeRepos({"remote/bert": repo})
+    cache = tmp_path / "cache"
+    bert = card("remote/bert", "text-classification")
+    with serving(repos.app()) as url:
+        backend = TransformersBackend(cache_dir=cache, online=True, hub_endpoint=url)
+        assert backend.local_folder("remote/bert") is None and backend.why_not(bert) is None
+        out = await backend.expert(bert).run({"text": "good"}, ctx)
+    assert out["text"].startswith("POSITIVE")
+    assert "remote/bert/model.safetensors" in repos.downloads
+    assert not {"remote/bert/tf_model.h5", "remote/bert/pytorch_model.bin"} & set(repos.downloads)
+    offline = TransformersBackend(cache_dir=cache, online=False)
+    assert offline.why_not(bert) is None  # now in the local cache
+
+
+async def test_a_failed_download_is_a_clear_error(tmp_path, ctx) -> None:
+    from fakehub import FakeRepos
+    from localserver import serving
+
+    with serving(FakeRepos({}).app()) as url:
+        backend = TransformersBackend(cache_dir=tmp_path / "cache", online=True, hub_endpoint=url)
+        with pytest.raises(ExpertError, match="could not download nobody/model"):
+            await backend.expert(card("nobody/model", "text-classification")).run({"text": "x"}, ctx)

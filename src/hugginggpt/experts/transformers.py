@@ -474,9 +474,15 @@ class TransformersBackend:
             raise ExpertError(f"{card.id} is not in the local Hugging Face cache and the Hub cannot be reached")
         from huggingface_hub import HfApi, snapshot_download
 
-        files = HfApi(endpoint=self._hub_endpoint).list_repo_files(card.id)
-        skip = [*_SKIP_DOWNLOAD, *(["*.bin"] if any(f.endswith(".safetensors") for f in files) else [])]
-        return Path(snapshot_download(card.id, cache_dir=self.cache_dir, ignore_patterns=skip))
+        try:
+            files = [s.rfilename for s in HfApi(endpoint=self._hub_endpoint).model_info(card.id).siblings or []]
+            skip = [*_SKIP_DOWNLOAD, *(["*.bin"] if any(f.endswith(".safetensors") for f in files) else [])]
+            folder = snapshot_download(
+                card.id, cache_dir=self.cache_dir, ignore_patterns=skip, endpoint=self._hub_endpoint
+            )
+        except Exception as exc:  # HTTP, connection and disk errors of huggingface_hub
+            raise ExpertError(f"could not download {card.id} from {self._hub_endpoint}: {exc}") from exc
+        return Path(folder)
 
     def _load(self, card: ModelCard, device: str) -> tuple[Any, Any]:
         folder = str(self._folder(card))
