@@ -3,7 +3,6 @@ outputs per task, device placement, and the LRU pool that keeps loaded models wi
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,11 @@ import tinymodels
 from hugginggpt.config import Settings
 from hugginggpt.errors import ExpertError
 from hugginggpt.experts.media import read_wav, write_wav
+from hugginggpt.experts.pool import module_bytes
 from hugginggpt.experts.protocol import ExpertContext
 from hugginggpt.experts.transformers import (
-    MB,
-    ModelPool,
     TransformersBackend,
     check_device,
-    module_bytes,
     resolve_device,
     weights_bytes,
 )
@@ -266,55 +263,6 @@ async def test_a_model_larger_than_the_whole_budget_is_refused(cache, ctx) -> No
     with pytest.raises(ExpertError, match="more than the whole"):
         await backend.expert(card("tiny/bert-sentiment", "text-classification")).run({"text": "good"}, ctx)
     assert backend.pool.loaded() == []
-
-
-def test_a_busy_model_is_not_unloaded_until_released() -> None:
-    pool = ModelPool(ram_bytes=10 * MB)
-    first = pool.acquire("a", "cpu", 6 * MB, lambda: ("runner-a", None))
-    got: list[str] = []
-    waiting = threading.Thread(target=lambda: got.append(pool.acquire("b", "cpu", 6 * MB, lambda: ("b", None)).key))
-    waiting.start()
-    waiting.join(timeout=0.3)
-    assert waiting.is_alive() and got == [] and pool.loaded() == ["a"]  # b waits: a is busy and both do not fit
-    pool.release(first)
-    waiting.join(timeout=10)
-    assert got == ["b"] and pool.loaded() == ["b"]
-
-
-def test_a_model_asked_for_twice_at_once_is_loaded_once() -> None:
-    pool = ModelPool(ram_bytes=10 * MB)
-    started, go = threading.Event(), threading.Event()
-    calls = []
-
-    def slow_load():
-        calls.append(1)
-        started.set()
-        go.wait(10)
-        return "runner", None
-
-    slots = []
-    first = threading.Thread(target=lambda: slots.append(pool.acquire("m", "cpu", MB, slow_load)))
-    first.start()
-    started.wait(10)
-    second = threading.Thread(target=lambda: slots.append(pool.acquire("m", "cpu", MB, slow_load)))
-    second.start()
-    go.set()
-    first.join(10)
-    second.join(10)
-    assert len(calls) == 1 and len(slots) == 2 and slots[0] is slots[1]
-    assert (pool.loads, pool.hits) == (1, 1)
-
-
-def test_a_failed_load_leaves_the_pool_usable() -> None:
-    pool = ModelPool(ram_bytes=10 * MB)
-
-    def broken():
-        raise ExpertError("bad weights")
-
-    with pytest.raises(ExpertError, match="bad weights"):
-        pool.acquire("m", "cpu", 9 * MB, broken)
-    slot = pool.acquire("n", "cpu", 9 * MB, lambda: ("ok", None))
-    assert slot.runner == "ok" and pool.loaded() == ["n"]
 
 
 # downloads -----------------------------------------------------------------------------------------------------

@@ -29,9 +29,10 @@ from starlette.datastructures import UploadFile
 
 from ..config import Settings
 from ..errors import HuggingGPTError
+from ..experts.pool import ModelPool
 from ..experts.protocol import Expert, ExpertContext, LocalExpert
 from ..experts.registry import ExpertRegistry, RoutedExpert, Router
-from ..experts.transformers import ModelPool, TransformersBackend, TransformersExpert
+from ..experts.transformers import TransformersBackend, TransformersExpert
 from ..types import Artifact, ModelCard, arg_modality
 from ..workspace import Workspace
 
