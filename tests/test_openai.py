@@ -81,9 +81,8 @@ async def test_retries_5xx_and_429_then_succeeds():
 
 
 async def test_gives_up_after_retries_with_a_clear_error():
-    with OpenAIServer(lambda body: Reply(status=500)) as server:
-        with pytest.raises(LLMError, match="unreachable: HTTP 500"):
-            await OpenAICompatibleLLM(server.url, retries=2, backoff=0.01).complete(MESSAGES)
+    with OpenAIServer(lambda body: Reply(status=500)) as server, pytest.raises(LLMError, match="unreachable: HTTP 500"):
+        await OpenAICompatibleLLM(server.url, retries=2, backoff=0.01).complete(MESSAGES)
     assert len(server.requests) == 3
 
 
@@ -95,23 +94,29 @@ async def test_unreachable_endpoint_is_a_clear_error():
 
 
 async def test_slow_endpoint_times_out():
-    with OpenAIServer(lambda body: Reply("late", delay=1.0)) as server:
-        with pytest.raises(LLMError, match="did not answer within 0.2 s"):
-            await OpenAICompatibleLLM(server.url, timeout=0.2).complete(MESSAGES)
+    with (
+        OpenAIServer(lambda body: Reply("late", delay=1.0)) as server,
+        pytest.raises(LLMError, match="did not answer within 0.2 s"),
+    ):
+        await OpenAICompatibleLLM(server.url, timeout=0.2).complete(MESSAGES)
 
 
 async def test_auth_and_not_found_errors_say_what_to_fix():
-    with OpenAIServer(lambda body: Reply(status=401)) as server:
-        with pytest.raises(LLMError, match="HUGGINGGPT_LLM_API_KEY"):
-            await OpenAICompatibleLLM(server.url).complete(MESSAGES)
+    with (
+        OpenAIServer(lambda body: Reply(status=401)) as server,
+        pytest.raises(LLMError, match="HUGGINGGPT_LLM_API_KEY"),
+    ):
+        await OpenAICompatibleLLM(server.url).complete(MESSAGES)
     with OpenAIServer(lambda body: Reply("x")) as server, pytest.raises(LLMError, match="not found.*ends in /v1"):
         await OpenAICompatibleLLM(server.url.removesuffix("/v1")).complete(MESSAGES)
 
 
 async def test_malformed_reply_is_an_llm_error():
-    with OpenAIServer(lambda body: Reply(body={"unexpected": True})) as server:
-        with pytest.raises(LLMError, match="unexpected reply"):
-            await OpenAICompatibleLLM(server.url).complete(MESSAGES)
+    with (
+        OpenAIServer(lambda body: Reply(body={"unexpected": True})) as server,
+        pytest.raises(LLMError, match="unexpected reply"),
+    ):
+        await OpenAICompatibleLLM(server.url).complete(MESSAGES)
 
 
 async def test_length_finish_reason_is_reported():
