@@ -100,7 +100,7 @@ async def measure_experts(experts: Sequence[LocalExpert], folder: Path, *, runs:
                 ctx = ExpertContext(workspace=workspace, task_id=number, task=expert.card.task)
                 outputs = await expert.run(args, ctx)
                 seconds.append(time.perf_counter() - start)
-            timing.latency_s = round(statistics.median(seconds), 3)
+            timing.latency_s = round(statistics.median(seconds), 5)
             timing.runs = runs
         except Exception as exc:  # a measurement reports every failure and goes on with the next expert
             timing.error = f"{type(exc).__name__}: {exc}"
