@@ -66,3 +66,35 @@ def test_a_card_is_unavailable_when_its_weights_are_missing(monkeypatch):
     assert not cards["automatic-speech-recognition"].available
     assert not cards["text-to-speech"].available
     assert cards["image-to-text"].available
+
+
+@pytest.mark.integration
+async def test_three_embedded_experts_chain_through_the_pipeline(tmp_path):
+    """OCR reads a sign, TTS speaks what it read, ASR transcribes the speech: outputs flow by modality."""
+    import json
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    from hugginggpt.experts.registry import default_registry
+    from hugginggpt.llm.scripted import ScriptedLLM
+    from hugginggpt.pipeline import HuggingGPT
+
+    sign = Image.new("RGB", (700, 160), "white")
+    ImageDraw.Draw(sign).text((20, 50), "Open every day", fill="black", font=ImageFont.load_default(size=40))
+    sign.save(tmp_path / "sign.png")
+    plan = [
+        {"task": "image-to-text", "id": 0, "dep": [-1], "args": {"image": "sign.png"}},
+        {"task": "text-to-speech", "id": 1, "dep": [0], "args": {"text": "<resource>-0"}},
+        {"task": "automatic-speech-recognition", "id": 2, "dep": [1], "args": {"audio": "<resource>-1"}},
+    ]
+    llm = ScriptedLLM(json.dumps(plan), fallback="The sign says: Open every day.")
+    settings = Settings(selection="top", output_dir=tmp_path / "out")
+    gpt = HuggingGPT(llm, default_registry(settings, llm), settings=settings)
+    answer = await gpt.run("Read the sign aloud", inputs=[tmp_path])
+    results = {r.task: r for r in answer.results}
+    assert [r.status for r in answer.results] == ["ok", "ok", "ok"]
+    assert results["image-to-text"].model_id == "rapidocr/PP-OCRv6-small"
+    assert results["image-to-text"].outputs["text"] == "Open every day"
+    assert [a.media_type for a in answer.artifacts()] == ["audio/wav"]
+    heard = results["automatic-speech-recognition"].outputs["text"]
+    assert heard.lower().strip(" .!") == "open every day"
