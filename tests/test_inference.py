@@ -28,6 +28,11 @@ MODELS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _hub_is_a_local_server(online_hub) -> None:
+    """Every Hub call here goes to a server on 127.0.0.1."""
+
+
 @pytest.fixture(scope="module")
 def hub():
     state = FakeHub(MODELS)

@@ -27,6 +27,11 @@ P0 = Path(__file__).resolve().parents[2] / "shared" / "jarvis-data" / "p0_models
 REMOTE = {"tiny/bert-sentiment": "labels", "tiny/broken": "labels", "remote/only": "labels", "slow/one": "loading"}
 
 
+@pytest.fixture(autouse=True)
+def _hub_is_a_local_server(online_hub) -> None:
+    """Every Hub call here goes to a server on 127.0.0.1."""
+
+
 @pytest.fixture(scope="module")
 def hub():
     state = FakeHub(REMOTE)

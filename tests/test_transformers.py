@@ -268,7 +268,7 @@ async def test_a_model_larger_than_the_whole_budget_is_refused(cache, ctx) -> No
 # downloads -----------------------------------------------------------------------------------------------------
 
 
-async def test_online_a_model_downloads_on_first_use_in_one_weights_format(tmp_path, ctx) -> None:
+async def test_online_a_model_downloads_on_first_use_in_one_weights_format(tmp_path, ctx, online_hub) -> None:
     from fakehub import FakeRepos
     from localserver import serving
 
@@ -289,7 +289,7 @@ async def test_online_a_model_downloads_on_first_use_in_one_weights_format(tmp_p
     assert offline.why_not(bert) is None  # now in the local cache
 
 
-async def test_a_failed_download_is_a_clear_error(tmp_path, ctx) -> None:
+async def test_a_failed_download_is_a_clear_error(tmp_path, ctx, online_hub) -> None:
     from fakehub import FakeRepos
     from localserver import serving
 

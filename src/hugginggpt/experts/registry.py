@@ -31,6 +31,9 @@ class ExpertRegistry:
     def cards(self) -> list[ModelCard]:
         return [expert.card for expert in self._experts.values()]
 
+    def experts(self) -> list[Expert]:
+        return list(self._experts.values())
+
     def __len__(self) -> int:
         return len(self._experts)
 
@@ -130,11 +133,16 @@ class Router:
         return marked, RoutedExpert(marked, chain) if chain else None
 
 
-def default_registry(settings: Settings, llm: LLM) -> ExpertRegistry:
-    """The experts a default pipeline gets: the controller LLM for text tasks."""
+def default_registry(settings: Settings, llm: LLM | None) -> ExpertRegistry:
+    """The experts a default pipeline gets: the controller LLM for text tasks (unless `llm` is None), and the
+    embedded (offline) experts."""
+    from .embedded import embedded_experts
     from .llm import llm_experts
 
-    registry = ExpertRegistry(llm_experts(llm))
+    registry = ExpertRegistry(llm_experts(llm) if llm is not None else ())
+    for expert in embedded_experts(settings):
+        registry.register(expert)
+    # vision experts (COCO detection, ImageNet classification) register here
 
     # Catalogue models on transformers, model servers and HF Inference, routed by `settings.routing`.
     registry.router = router_from_settings(settings)

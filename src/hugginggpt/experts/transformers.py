@@ -14,6 +14,7 @@ import math
 import os
 import re
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,8 @@ class TransformersBackend:
         self.max_new_tokens = max_new_tokens
         self._online = online
         self._hub_endpoint = hub_endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
         self._installed: bool | None = None
 
     @classmethod
@@ -236,9 +238,11 @@ class TransformersBackend:
         kind = _runner_kind(card.task)
         return any(k.startswith(f"{card.id}@") and k.endswith(f"#{kind}") for k in self.pool.loaded())
 
-    def lock(self, card: ModelCard) -> asyncio.Lock:
-        """The lock that serialises calls to one model's runner."""
-        return self._locks.setdefault(f"{card.id}#{_runner_kind(card.task)}", asyncio.Lock())
+    def lock(self, card: ModelCard) -> threading.Lock:
+        """The lock that serialises calls to one model's runner (a thread lock, taken in the worker thread, so it
+        works across event loops)."""
+        with self._locks_guard:
+            return self._locks.setdefault(f"{card.id}#{_runner_kind(card.task)}", threading.Lock())
 
     def predict(self, card: ModelCard, args: dict[str, str], ctx: ExpertContext) -> Outputs:
         """Run one call (blocking): take the model from the pool, loading it first if needed."""
@@ -295,8 +299,11 @@ class TransformersExpert:
         self.backend = backend
 
     async def run(self, args: dict[str, str], ctx: ExpertContext) -> Outputs:
-        async with self.backend.lock(self.card):
-            return await asyncio.to_thread(self.backend.predict, self.card, args, ctx)
+        return await asyncio.to_thread(self._call, args, ctx)
+
+    def _call(self, args: dict[str, str], ctx: ExpertContext) -> Outputs:
+        with self.backend.lock(self.card):
+            return self.backend.predict(self.card, args, ctx)
 
 
 def _runner_kind(task: str) -> str:

@@ -119,7 +119,7 @@ def _loaded(expert: Expert | None) -> bool:
     if isinstance(expert, TransformersExpert):
         return expert.backend.is_loaded(expert.card)
     if isinstance(expert, LocalExpert):
-        return bool(getattr(expert, "_loaded", False))
+        return expert.loaded
     return False
 
 
@@ -293,11 +293,12 @@ def host_from_settings(
     root: Path | None = None,
     registry: ExpertRegistry | None = None,
 ) -> ModelHost:
-    """A host for the local experts in `registry`, plus every catalogue card (snapshot and `models`, as (task, id))
-    that transformers can run here."""
+    """A host for local experts (default: the embedded ones that can run here), plus every catalogue card (snapshot
+    and `models`, as (task, id)) that transformers can run here."""
     from ..catalog import default_snapshot_path, load_snapshot
+    from ..experts.embedded import embedded_experts
 
-    registry = registry or ExpertRegistry()
+    registry = registry or ExpertRegistry(e for e in embedded_experts(settings) if e.card.available)
     backend = TransformersBackend.from_settings(settings)
     registry.router = Router("local", [backend])
     cards = [ModelCard(id=model_id, task=task, description="served on request") for task, model_id in models]
