@@ -104,3 +104,15 @@ def test_server_settings_come_from_the_environment(monkeypatch, tmp_path):
     assert "k1" not in repr(settings)
     assert (settings.max_runs_per_key, settings.max_upload_bytes) == (7, 1234)
     assert default_files_dir(settings.db) == tmp_path / "x-files"
+
+
+def test_without_keys_only_loopback_host_names_are_answered(tmp_path):
+    with Served(tmp_path) as server:
+        assert httpx.get(server.url + "/healthz", headers={"Host": "localhost"}).status_code == 200
+        rebound = httpx.get(server.url + "/v1/conversations", headers={"Host": "attacker.example"})
+        assert rebound.status_code == 400
+
+
+def test_with_keys_any_host_name_is_answered(tmp_path):
+    with Served(tmp_path, api_keys="k") as server:
+        assert httpx.get(server.url + "/healthz", headers={"Host": "hugginggpt.example"}).status_code == 200

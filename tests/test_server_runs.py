@@ -216,3 +216,19 @@ def test_a_key_over_its_run_limit_gets_429_and_other_keys_do_not(tmp_path):
         finally:
             response.close()
             client.close()
+
+
+def test_a_quiet_run_stream_sends_keep_alives(server, monkeypatch):
+    from hugginggpt.server import api
+
+    monkeypatch.setattr(api, "KEEPALIVE_SECONDS", 0.05)
+    client, response, lines, _ = _start_blocked_run(server)
+    try:
+        for line in lines:
+            if line == ": keep-alive":
+                break
+        server.gate.opened.set()
+        assert sse_events(lines)[-1][1]["status"] == "done"
+    finally:
+        response.close()
+        client.close()

@@ -288,7 +288,8 @@ def serve(
         f"{'API keys' if keys.required else 'none, loopback only'})",
         soft_wrap=True,
     )
-    uvicorn.run(server_app.create_app(gpt, settings), host=host, port=port, log_level="info")
+    application = server_app.create_app(gpt, settings, allow_any_host=insecure)
+    uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
 
 
 @app.command("bench-server")

@@ -16,6 +16,7 @@ from .deps import (
     PrincipalDep,
     ServicesDep,
     attach,
+    check_capacity,
     conversation_for,
     not_found,
     owned_conversation,
@@ -33,6 +34,9 @@ router = APIRouter()
 # Multipart headers and boundaries around the file itself.
 _MULTIPART_SLACK = 64 * 1024
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# An SSE comment sent when a run has been quiet this long, so proxies keep the connection open.
+KEEPALIVE_SECONDS = 15.0
+KEEPALIVE = ": keep-alive\n\n"
 
 
 class NewConversation(BaseModel):
@@ -210,6 +214,7 @@ async def file_content(file_id: str, svc: ServicesDep, who: PrincipalDep) -> Fil
 async def create_run(body: RunRequest, svc: ServicesDep, who: PrincipalDep) -> StreamingResponse:
     """Start a run and stream its events as SSE (`event: <type>`, `id: <seq>`, `data: <json>`). Hanging up cancels
     the run; other clients can follow it at `GET /v1/runs/{id}/events` without that power."""
+    check_capacity(svc, who)
     conversation = await conversation_for(svc, who, body.conversation_id)
     request = await attach(svc, who, conversation.id, body.message, body.files)
     run = await start_run(svc, who, conversation.id, request)
@@ -262,8 +267,11 @@ async def cancel_run(run_id: str, svc: ServicesDep, who: PrincipalDep) -> dict:
 
 async def _events(run: Run, *, after: int = -1, owner: bool = False):
     try:
-        async for event in run.follow(after):
-            yield sse(event["data"], event=event["type"], event_id=event["seq"])
+        async for event in run.follow(after, idle=KEEPALIVE_SECONDS):
+            if event is None:
+                yield KEEPALIVE
+            else:
+                yield sse(event["data"], event=event["type"], event_id=event["seq"])
     finally:
         if owner and not run.finished.is_set():
             run.cancel()

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
@@ -25,6 +26,7 @@ from .runs import RunManager
 from .store import Store
 
 PAGE_DIR = Path(__file__).parent / "page"
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 _PAGE_CSP = (
     "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; script-src 'self'; "
     "style-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
@@ -36,9 +38,13 @@ def default_files_dir(db: Path) -> Path:
     return db.with_name(f"{db.stem}-files")
 
 
-def create_app(gpt: HuggingGPT, settings: Settings | None = None) -> FastAPI:
+def create_app(gpt: HuggingGPT, settings: Settings | None = None, *, allow_any_host: bool = False) -> FastAPI:
     """An app serving `gpt`. Runs share its LLM, catalogue and expert pool; everything else comes from `settings`
-    (default: the pipeline's): the database file, the files folder, API keys and per-key limits."""
+    (default: the pipeline's): the database file, the files folder, API keys and per-key limits.
+
+    Without API keys the app answers only requests addressed to a loopback name (`Host: 127.0.0.1` or
+    `localhost`), so a web page elsewhere cannot reach it through DNS rebinding; `allow_any_host` lifts that
+    (what `serve --insecure` does)."""
     settings = settings or gpt.settings
     store = Store(settings.db)
     spaces = Spaces(settings.files_dir or default_files_dir(settings.db))
@@ -90,6 +96,8 @@ def create_app(gpt: HuggingGPT, settings: Settings | None = None) -> FastAPI:
     # third and some room; uploads lower it to the key's limit once the caller is known.
     body_limit = settings.max_upload_bytes * 4 // 3 + 1_000_000
     app.add_middleware(_BodyLimit, limit=body_limit)
+    if not svc.keys.required and not allow_any_host:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_HOSTS)
     return app
 
 

@@ -21,13 +21,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from .api import SSE_HEADERS
+from .api import KEEPALIVE, KEEPALIVE_SECONDS, SSE_HEADERS
 from .deps import (
     ApiError,
     PrincipalDep,
     Services,
     ServicesDep,
     attach,
+    check_capacity,
     conversation_for,
     finish_or_cancel,
     owned_file,
@@ -91,6 +92,7 @@ def _unknown_model(model: str) -> ApiError:
 async def chat_completions(body: ChatRequest, request: Request, svc: ServicesDep, who: PrincipalDep) -> dict | Response:
     if body.model != MODEL_ID:
         raise _unknown_model(body.model)
+    check_capacity(svc, who)
     last = body.messages[-1]
     if last.role != "user":
         raise ApiError(400, "the last message must be the user's request", param="messages")
@@ -149,7 +151,7 @@ def structured_run(run: Run) -> dict[str, Any]:
     return {
         "run_id": run.id,
         "conversation_id": run.conversation_id,
-        "status": run.status if run.finished.is_set() else "done" if run.answer else "running",
+        "status": run.status,
         "events_url": f"/v1/runs/{run.id}/events",
         "plan": answer.get("plan", []),
         "selections": answer.get("selections", []),
@@ -198,8 +200,10 @@ async def _chunks(run: Run, created: int, include_usage: bool):
     try:
         start = {"run_id": run.id, "conversation_id": run.conversation_id, "events_url": f"/v1/runs/{run.id}/events"}
         yield sse(_chunk(run, created, {"role": "assistant", "content": ""}, hugginggpt=start))
-        async for event in run.follow():
-            if event["type"] == "answer.token" and event["data"].get("text"):
+        async for event in run.follow(idle=KEEPALIVE_SECONDS):
+            if event is None:
+                yield KEEPALIVE
+            elif event["type"] == "answer.token" and event["data"].get("text"):
                 yield sse(_chunk(run, created, {"content": event["data"]["text"]}))
         if run.answer is None:
             error = {"message": f"the run failed: {run.error}", "type": "server_error", "code": "run_failed"}

@@ -128,11 +128,25 @@ async def attach(svc: Services, who: Principal, conversation_id: str, request: s
     return f"{request.rstrip()}\nAttached files: {', '.join(names)}"
 
 
+def too_many_runs(svc: Services) -> ApiError:
+    return ApiError(
+        429,
+        f"this API key already has {svc.limiter.max_runs} runs in progress; wait for one to finish",
+        code="too_many_runs",
+    )
+
+
+def check_capacity(svc: Services, who: Principal) -> None:
+    """Refuse early (before anything is stored) when the caller is at its limit of runs in progress."""
+    if svc.limiter.running(who.key_id) >= svc.limiter.max_runs:
+        raise too_many_runs(svc)
+
+
 async def start_run(svc: Services, who: Principal, conversation_id: str, request: str) -> Run:
     try:
         return await svc.runs.start(conversation_id, who.key_id, request)
-    except TooManyRuns as exc:
-        raise ApiError(429, str(exc), code="too_many_runs") from None
+    except TooManyRuns:
+        raise too_many_runs(svc) from None
 
 
 async def until_disconnected(request: Request) -> None:

@@ -20,9 +20,11 @@ from .deps import (
     PrincipalDep,
     Services,
     ServicesDep,
+    check_capacity,
     conversation_for,
     finish_or_cancel,
     start_run,
+    too_many_runs,
     until_disconnected,
 )
 from .runs import Run
@@ -54,6 +56,7 @@ def _split(body: JarvisRequest) -> tuple[str, list[Message]]:
 async def _run(body: JarvisRequest, request: Request, svc: Services, who: Principal) -> Run | None:
     """Answer in a new conversation seeded with the context; None when the client hung up (the run is cancelled)."""
     text, context = _split(body)
+    check_capacity(svc, who)
     conversation = await conversation_for(svc, who, None)
     for message in context:
         await svc.store.add_message(conversation.id, message.role, message.content)
@@ -103,7 +106,7 @@ async def tasks(body: JarvisRequest, request: Request, svc: ServicesDep, who: Pr
     """Stage 1 only: the validated plan, a list of `{"task", "id", "dep", "args"}`."""
     text, context = _split(body)
     if not svc.limiter.try_acquire(who.key_id):
-        raise ApiError(429, "this API key has too many runs in progress", code="too_many_runs")
+        raise too_many_runs(svc)
     try:
         planning = asyncio.create_task(svc.gpt.plan(text, context))
         watcher = asyncio.create_task(until_disconnected(request))

@@ -48,8 +48,9 @@ class Run:
         self._wake.set()
         self._wake = asyncio.Event()
 
-    async def follow(self, after: int = -1) -> AsyncIterator[dict[str, Any]]:
-        """Every event with `seq > after`, then the live ones as they come, until the run ends."""
+    async def follow(self, after: int = -1, *, idle: float | None = None) -> AsyncIterator[dict[str, Any] | None]:
+        """Every event with `seq > after`, then the live ones as they come, until the run ends. With `idle`, yields
+        None after that many seconds without an event (a stream sends a keep-alive then)."""
         index = after + 1
         while True:
             while index < len(self.events):
@@ -57,7 +58,10 @@ class Run:
                 index += 1
             if self.finished.is_set():
                 return
-            await self._wake.wait()
+            try:
+                await asyncio.wait_for(self._wake.wait(), idle)
+            except TimeoutError:
+                yield None
 
     def end(self) -> None:
         self.finished.set()
