@@ -232,3 +232,31 @@ def test_a_quiet_run_stream_sends_keep_alives(server, monkeypatch):
     finally:
         response.close()
         client.close()
+
+
+async def test_a_run_cancelled_before_its_first_step_still_records_its_end(tmp_path):
+    from hugginggpt.server.auth import KeyLimiter
+    from hugginggpt.server.files import Spaces
+    from hugginggpt.server.runs import RunManager
+    from hugginggpt.server.store import Store
+    from serverkit import make_pipeline, settings_for
+
+    settings = settings_for(tmp_path)
+    store = Store(settings.db)
+    await store.open()
+    try:
+        limiter = KeyLimiter(1)
+        manager = RunManager(make_pipeline(settings), store, Spaces(tmp_path / "files"), limiter)
+        await store.create_conversation("conv-" + "0" * 24, "k")
+        run = await manager.start("conv-" + "0" * 24, "k", "say hi")
+        run.cancel()
+        await asyncio.wait_for(run.wait(), 10)
+        assert run.status == "cancelled" and limiter.running("k") == 0
+        assert manager.live(run.id, "k") is None
+        for _ in range(100):
+            if (await store.run(run.id, "k")).status == "cancelled":
+                break
+            await asyncio.sleep(0.02)
+        assert (await store.run(run.id, "k")).status == "cancelled"
+    finally:
+        await store.close()

@@ -84,6 +84,7 @@ class RunManager:
         self.spaces = spaces
         self.limiter = limiter
         self._live: dict[str, Run] = {}
+        self._recording: set[asyncio.Task[None]] = set()
 
     def live(self, run_id: str, key_id: str) -> Run | None:
         run = self._live.get(run_id)
@@ -109,7 +110,17 @@ class RunManager:
         run.append("run.start", {"run_id": run.id, "conversation_id": conversation_id, "request": request})
         self._live[run.id] = run
         run.task = asyncio.create_task(self._drive(run, history), name=run.id)
+        run.task.add_done_callback(lambda _: self._never_started(run))
         return run
+
+    def _never_started(self, run: Run) -> None:
+        """A run cancelled before its first step never enters `_drive`: record its end here instead."""
+        if run.finished.is_set():
+            return
+        run.error = "cancelled before it started"
+        recording = asyncio.get_running_loop().create_task(self._finish(run, "cancelled"))
+        self._recording.add(recording)
+        recording.add_done_callback(self._recording.discard)
 
     async def close(self) -> None:
         """Cancel every live run (server shutdown) and wait until each has recorded how it ended."""
