@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 
 import httpx
 import openai
@@ -12,7 +17,7 @@ from PIL import Image
 from hugginggpt.config import Settings
 from hugginggpt.server.app import default_files_dir
 from hugginggpt.server.completions import MODEL_ID
-from serverkit import Served, sse_events
+from serverkit import Served, free_port, sse_events
 
 
 def _png(color) -> bytes:
@@ -116,3 +121,30 @@ def test_without_keys_only_loopback_host_names_are_answered(tmp_path):
 def test_with_keys_any_host_name_is_answered(tmp_path):
     with Served(tmp_path, api_keys="k") as server:
         assert httpx.get(server.url + "/healthz", headers={"Host": "hugginggpt.example"}).status_code == 200
+
+
+def test_the_serve_command_starts_a_server_and_stops_on_interrupt(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUGGINGGPT_")}
+    # The LLM endpoint is never called: the page and the health check need no LLM.
+    env |= {"HUGGINGGPT_LLM_BASE_URL": "http://127.0.0.1:9/v1", "HUGGINGGPT_OUTPUT_DIR": str(tmp_path / "out")}
+    command = [sys.executable, "-m", "hugginggpt.cli", "serve", "--port", str(port), "--db", str(tmp_path / "s.db")]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.stdout.read()
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "hugginggpt serve did not come up"
+                time.sleep(0.1)
+        assert health.json()["auth"] == "none"
+        assert "HuggingGPT" in httpx.get(f"http://127.0.0.1:{port}/").text
+        assert (tmp_path / "s.db").is_file()
+    finally:
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=30)[0]
+    assert process.returncode in (0, 130), output
+    assert "Traceback" not in output
