@@ -148,3 +148,25 @@ def test_refresh_failure_keeps_the_old_snapshot(tmp_path, hub):
     with pytest.raises(CatalogError, match="could not list broken models"):
         refresh_snapshot(path, ["summarization", "broken"], endpoint=hub)
     assert [c.id for c in load_snapshot(path)] == ["kept"]
+
+
+def test_a_card_that_needs_a_parameter_is_a_candidate_only_when_given_it_and_then_first():
+    catalog = ModelCatalog(
+        [
+            ModelCard(id="vader", task="text-classification", available=True),
+            ModelCard(id="zero-shot", task="text-classification", available=True, requires=["labels"]),
+        ]
+    )
+    assert [c.id for c in catalog.candidates("text-classification", args={"text": "x"})] == ["vader"]
+    labelled = catalog.candidates("text-classification", args={"text": "x", "labels": "sport, food"})
+    assert [c.id for c in labelled] == ["zero-shot", "vader"]
+
+
+def test_priority_breaks_ties_so_narrow_models_come_last():
+    catalog = ModelCatalog(
+        [
+            ModelCard(id="a/faces", task="object-detection", available=True, priority=-1),
+            ModelCard(id="z/coco", task="object-detection", available=True),
+        ]
+    )
+    assert [c.id for c in catalog.candidates("object-detection")] == ["z/coco", "a/faces"]

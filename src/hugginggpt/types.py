@@ -59,6 +59,8 @@ class ModelCard(BaseModel):
     backend: Backend = "inference"
     available: bool = False
     license: str | None = None
+    requires: list[str] = Field(default_factory=list)  # task parameters the model cannot work without
+    priority: int = 0  # tie-break among equal downloads, higher first; negative for narrow, specialised models
 
 
 class Selection(BaseModel):
