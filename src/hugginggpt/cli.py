@@ -10,13 +10,14 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from .config import Settings
 from .errors import HuggingGPTError
 from .pipeline import Conversation, HuggingGPT
-from .types import Answer, Event
+from .types import Answer, Event, ModelCard
 
 app = typer.Typer(help="HuggingGPT: plan a request as AI tasks, run expert models, and answer.", no_args_is_help=True)
 catalog_app = typer.Typer(help="The model catalogue snapshot.", no_args_is_help=True)
@@ -211,22 +212,107 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="print every card as JSON")] = False,
     task: Annotated[str | None, typer.Option(help="only this task type")] = None,
     show_all: Annotated[bool, typer.Option("--all", help="include models no backend can run now")] = False,
+    measure: Annotated[
+        bool, typer.Option("--measure", help="load each embedded expert and time it on a sample input")
+    ] = False,
 ) -> None:
-    """The model catalogue: task, model, backend, and whether it can run now."""
-    gpt = _pipeline(_settings(ctx))
-    cards = sorted(gpt.catalog.cards(task), key=lambda c: (c.task, not c.available, -c.downloads, c.id))
-    if as_json:
-        rows = [c.model_dump(include={"task", "id", "backend", "available", "downloads", "license"}) for c in cards]
-        sys.stdout.write(json.dumps(rows) + "\n")
+    """The model catalogue per task type: which experts can run now, and from which backend."""
+    settings = _settings(ctx)
+    if measure:
+        _measure(settings, as_json)
         return
-    table = Table("task", "model", "backend", "available")
-    for card in cards:
-        if card.available or show_all:
-            table.add_row(card.task, card.id, card.backend, "yes" if card.available else "no")
+    cards, note = _catalog_cards(settings)
+    cards = sorted(
+        (c for c in cards if task is None or c.task == task),
+        key=lambda c: (c.task, not c.available, c.backend != "embedded", -c.downloads, c.id),
+    )
+    if as_json:
+        fields = {"task", "id", "backend", "available", "downloads", "license", "description"}
+        sys.stdout.write(json.dumps([c.model_dump(include=fields) for c in cards]) + "\n")
+        return
+    _print_models(cards, show_all, only=task)
+    if note:
+        err.print(f"[dim]{note}[/]", soft_wrap=True)
+
+
+def _catalog_cards(settings: Settings) -> tuple[list[ModelCard], str | None]:
+    """Cards of the default experts and the catalogue snapshot; without a configured LLM, the rest still show."""
+    from .catalog import ModelCatalog, default_snapshot_path, load_snapshot
+    from .experts.registry import default_registry
+    from .llm import llm_from_settings
+
+    note = None
+    try:
+        llm = llm_from_settings(settings)
+    except HuggingGPTError as exc:
+        llm, note = None, f"the controller LLM's text tasks are not listed: {exc}"
+    catalog = ModelCatalog(default_registry(settings, llm).cards())
+    snapshot = settings.catalog_snapshot or default_snapshot_path()
+    try:
+        if settings.catalog_snapshot is not None or snapshot.is_file():
+            catalog.add(load_snapshot(snapshot))
+    except HuggingGPTError as exc:
+        raise _fail(str(exc)) from None
+    return catalog.cards(), note
+
+
+def _print_models(cards: list[ModelCard], show_all: bool, only: str | None) -> None:
+    from .tasks import DEFAULT_TASK_TYPES, PAPER_TASKS
+
+    names = [only] if only else list(dict.fromkeys([*(t.name for t in DEFAULT_TASK_TYPES), *(c.task for c in cards)]))
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("task", no_wrap=True)
+    table.add_column("model", no_wrap=True)
+    table.add_column("backend")
+    table.add_column("licence", overflow="fold")
+    table.add_column("runs now")
+    for name in names:
+        rows = [c for c in cards if c.task == name and (c.available or show_all)]
+        if not rows:
+            table.add_row(name, "[dim]—[/]", "", "", "no")
+        for number, card in enumerate(rows):
+            runs = "yes" if card.available else "no"
+            table.add_row(name if number == 0 else "", card.id, card.backend, card.license or "", runs)
     out.print(table)
     hidden = sum(1 for c in cards if not c.available)
     if hidden and not show_all:
         err.print(f"[dim]{hidden} catalogue models cannot run now; --all lists them[/]")
+    if not only:
+        served = {c.task for c in cards if c.available}
+        embedded = {c.task for c in cards if c.available and c.backend == "embedded"}
+        err.print(
+            f"{len(served & set(PAPER_TASKS))} of the paper's {len(PAPER_TASKS)} task types can run now, "
+            f"{len(embedded & set(PAPER_TASKS))} of them on embedded experts"
+        )
+
+
+def _measure(settings: Settings, as_json: bool) -> None:
+    """Time every embedded expert: load, then the median of three runs on an input made on the spot."""
+    import tempfile
+
+    from .experts.protocol import LocalExpert
+    from .experts.registry import default_registry
+    from .experts.timing import measure_experts, peak_rss_mib
+
+    registry = default_registry(settings, None)
+    experts = [e for e in registry.experts() if isinstance(e, LocalExpert) and e.card.backend == "embedded"]
+    with tempfile.TemporaryDirectory(prefix="hugginggpt-measure-") as folder:
+        timings = asyncio.run(measure_experts(experts, Path(folder)))
+    rss = round(peak_rss_mib(), 1)
+    if as_json:
+        sys.stdout.write(json.dumps({"experts": [t.model_dump() for t in timings], "peak_rss_mib": rss}) + "\n")
+        return
+    table = Table("task", "model", "load s", "latency s", "note")
+    for t in timings:
+        load = "" if t.load_s is None else f"{t.load_s:.2f}"
+        latency = "" if t.latency_s is None else f"{t.latency_s:.3f}"
+        note = t.error or (f"model loaded by the {t.shares_model_with} card" if t.shares_model_with else "")
+        table.add_row(t.task, t.id, load, latency, note)
+    out.print(table)
+    err.print(
+        f"[dim]latency = median of {max((t.runs for t in timings), default=0)} warm runs; "
+        f"peak RSS of this process with all of them loaded: {rss} MiB[/]"
+    )
 
 
 @catalog_app.command("refresh")

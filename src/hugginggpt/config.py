@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     task_timeout: float = Field(300.0, gt=0, description="seconds one expert may take")
     stream_plan: bool = Field(True, description="start tasks while the plan is still being written")
 
+    # embedded experts
+    expert_threads: int | None = Field(
+        None, ge=1, description="CPU threads per embedded expert model (default: the runtime's choice)"
+    )
+
     # files
     output_dir: Path = Path("outputs")
     max_download_bytes: int = Field(50_000_000, description="largest file fetched from a URL argument")

@@ -27,12 +27,21 @@ class ExpertRegistry:
     def cards(self) -> list[ModelCard]:
         return [expert.card for expert in self._experts.values()]
 
+    def experts(self) -> list[Expert]:
+        return list(self._experts.values())
+
     def __len__(self) -> int:
         return len(self._experts)
 
 
-def default_registry(settings: Settings, llm: LLM) -> ExpertRegistry:
-    """The experts a default pipeline gets: the controller LLM for text tasks."""
+def default_registry(settings: Settings, llm: LLM | None) -> ExpertRegistry:
+    """The experts a default pipeline gets: the controller LLM for text tasks (unless `llm` is None), and the
+    embedded (offline) experts."""
+    from .embedded import embedded_experts
     from .llm import llm_experts
 
-    return ExpertRegistry(llm_experts(llm))
+    registry = ExpertRegistry(llm_experts(llm) if llm is not None else ())
+    for expert in embedded_experts(settings):
+        registry.register(expert)
+    # vision experts (COCO detection, ImageNet classification) register here
+    return registry
