@@ -32,7 +32,8 @@ class ExpertRegistry:
 
 
 def default_registry(settings: Settings, llm: LLM) -> ExpertRegistry:
-    """The experts a default pipeline gets: the controller LLM for text tasks."""
+    """The experts a default pipeline gets: the controller LLM for text tasks, and the converted vision experts."""
     from .llm import llm_experts
+    from .vision import vision_experts
 
-    return ExpertRegistry(llm_experts(llm))
+    return ExpertRegistry([*llm_experts(llm), *vision_experts(settings)])
