@@ -69,7 +69,7 @@ def test_draw_detections_marks_the_boxes(tmp_path: Path) -> None:
     assert (drawn[30:40, 50:80] != 255).any()  # the label tag above the box
 
 
-def test_unconverted_models_are_unavailable(tmp_path: Path) -> None:
+async def test_unconverted_models_are_unavailable(tmp_path: Path) -> None:
     experts = vision_experts(files=VisionFiles(tmp_path))
     assert {e.card.id: e.card.available for e in experts} == {
         DETECTOR_ID: False,
@@ -81,7 +81,7 @@ def test_unconverted_models_are_unavailable(tmp_path: Path) -> None:
     Image.new("RGB", (8, 8)).save(image)
     ctx = ExpertContext(Workspace(tmp_path / "out", [tmp_path]), 0, "object-detection")
     with pytest.raises(ExpertError, match="run `hugginggpt setup`"):
-        experts[0]._call({"image": str(image)}, ctx)
+        await experts[0].run({"image": str(image)}, ctx)
 
 
 # ---- the real converted models (after `hugginggpt setup`) -----------------------------------------------------------
@@ -104,15 +104,15 @@ def experts(files: VisionFiles) -> dict[str, object]:
     return {e.card.task: e for e in vision_experts(files=files)}
 
 
-def _run(expert, image: Path, tmp_path: Path) -> dict:
+async def _run(expert, image: Path, tmp_path: Path) -> dict:
     ctx = ExpertContext(Workspace(tmp_path, [image.parent]), 1, expert.card.task)
-    return expert._call({"image": str(image)}, ctx)
+    return await expert.run({"image": str(image)}, ctx)
 
 
 @pytest.mark.integration
-def test_detection_on_the_dog_photo(experts, files: VisionFiles, tmp_path: Path) -> None:
+async def test_detection_on_the_dog_photo(experts, files: VisionFiles, tmp_path: Path) -> None:
     photo = demo_inputs(files) / "dog.jpg"
-    out = _run(experts["object-detection"], photo, tmp_path)
+    out = await _run(experts["object-detection"], photo, tmp_path)
     objects = out["json"]["objects"]
     labels = {o["label"] for o in objects}
     assert {"dog", "bicycle"} <= labels and labels & {"car", "truck"}
@@ -130,40 +130,41 @@ def test_detection_on_the_dog_photo(experts, files: VisionFiles, tmp_path: Path)
 
 
 @pytest.mark.integration
-def test_detection_counts_animals_and_people(experts, files: VisionFiles, tmp_path: Path) -> None:
-    giraffe = _run(experts["object-detection"], demo_inputs(files) / "giraffe.jpg", tmp_path)["json"]["counts"]
+async def test_detection_counts_animals_and_people(experts, files: VisionFiles, tmp_path: Path) -> None:
+    giraffe = (await _run(experts["object-detection"], demo_inputs(files) / "giraffe.jpg", tmp_path))["json"]["counts"]
     assert giraffe.get("giraffe", 0) >= 1 and giraffe.get("zebra", 0) >= 1
-    kite = _run(experts["object-detection"], demo_inputs(files) / "kite.jpg", tmp_path)
+    kite = await _run(experts["object-detection"], demo_inputs(files) / "kite.jpg", tmp_path)
     assert kite["json"]["counts"]["person"] >= 3 and kite["json"]["counts"]["kite"] >= 3
     assert "people" in kite["text"] and "kites" in kite["text"]
 
 
 @pytest.mark.integration
-def test_classification_names_the_cat_and_the_coffee(experts, files: VisionFiles, tmp_path: Path) -> None:
-    cat = _run(experts["image-classification"], demo_inputs(files) / "chelsea.png", tmp_path)
+async def test_classification_names_the_cat_and_the_coffee(experts, files: VisionFiles, tmp_path: Path) -> None:
+    cat = await _run(experts["image-classification"], demo_inputs(files) / "chelsea.png", tmp_path)
     top5 = [p["label"] for p in cat["json"]["predictions"]]
     assert len(top5) == 5 and CAT_CLASSES & set(top5[:3])
-    coffee = _run(experts["image-classification"], demo_inputs(files) / "coffee.png", tmp_path)
+    coffee = await _run(experts["image-classification"], demo_inputs(files) / "coffee.png", tmp_path)
     best = coffee["json"]["predictions"][0]
     assert best["label"] == "espresso" and best["score"] > 0.5
     assert coffee["text"].startswith("espresso (")
 
 
 @pytest.mark.integration
-def test_composed_caption(experts, files: VisionFiles, tmp_path: Path) -> None:
-    out = _run(experts["image-to-text"], demo_inputs(files) / "giraffe.jpg", tmp_path)
+async def test_composed_caption(experts, files: VisionFiles, tmp_path: Path) -> None:
+    out = await _run(experts["image-to-text"], demo_inputs(files) / "giraffe.jpg", tmp_path)
     assert out["text"].startswith("a photo of a zebra") and "giraffe" in out["text"]
     assert out["json"]["composed_from"] == [CLASSIFIER_ID, DETECTOR_ID]
 
 
 @pytest.mark.integration
-def test_jarvis_zebras(experts, tmp_path: Path) -> None:
+async def test_jarvis_zebras(experts, tmp_path: Path) -> None:
     """The paper's "how many zebras" photos: one zebra, three zebras, giraffes among zebras."""
     if not JARVIS_EXAMPLES.is_dir():
         pytest.skip(f"{JARVIS_EXAMPLES} is not here (../shared is absent on a bare clone)")
-    counts = {
-        n: _run(experts["object-detection"], JARVIS_EXAMPLES / f"{n}.jpg", tmp_path)["json"]["counts"] for n in "bcf"
-    }
+    counts = {}
+    for n in "bcf":
+        out = await _run(experts["object-detection"], JARVIS_EXAMPLES / f"{n}.jpg", tmp_path)
+        counts[n] = out["json"]["counts"]
     assert counts["b"] == {"zebra": 1}
     assert 2 <= counts["c"]["zebra"] <= 3
     assert counts["f"]["zebra"] >= 2 and counts["f"]["giraffe"] >= 1
