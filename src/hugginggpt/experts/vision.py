@@ -122,7 +122,7 @@ def _open_image(path: str) -> Any:
     try:
         with Image.open(path) as image:
             return ImageOps.exif_transpose(image).convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise ExpertError(f"cannot read image {Path(path).name}: {exc}") from exc
 
 
