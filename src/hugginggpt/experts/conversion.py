@@ -374,7 +374,8 @@ def _command(args: list[str], cwd: Path, what: str, env: dict[str, str] | None =
     except subprocess.TimeoutExpired as exc:
         raise SetupError(f"{what}: {args[0]} took longer than {_COMMAND_TIMEOUT} s") from exc
     if result.returncode != 0:
-        tail = " ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
+        lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if "complete log" not in line]
+        tail = " ".join(lines[-3:])
         raise SetupError(f"{what} failed ({' '.join(args[:3])} exited {result.returncode}): {tail}")
     return result.stdout
 
