@@ -109,7 +109,12 @@ class OnnxModel:
                     raise ExpertError(f"{self.path.name} is not in the cache: run `hugginggpt setup`")
                 import onnxruntime
 
-                self._session = onnxruntime.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+                options = onnxruntime.SessionOptions()
+                # worker threads sleep instead of spinning between ops: several experts share a few cores
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                self._session = onnxruntime.InferenceSession(
+                    str(self.path), options, providers=["CPUExecutionProvider"]
+                )
             return self._session
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
