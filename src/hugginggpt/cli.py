@@ -1,4 +1,4 @@
-"""The `hugginggpt` command line: run, plan, chat, models, catalog, serve, bench-server."""
+"""The `hugginggpt` command line: run, plan, chat, models, catalog, setup, serve, bench-server."""
 
 from __future__ import annotations
 
@@ -313,6 +313,42 @@ def _measure(settings: Settings, as_json: bool) -> None:
         f"[dim]latency = median of {max((t.runs for t in timings), default=0)} warm runs; "
         f"peak RSS of this process with all of them loaded: {rss} MiB[/]"
     )
+
+
+@app.command()
+def setup(
+    force: Annotated[
+        bool, typer.Option("--force", help="fetch and convert again even when the cache is intact")
+    ] = False,
+    step: Annotated[list[str] | None, typer.Option(help="only this step (repeatable); default: all")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the step reports as JSON")] = False,
+    demo_dir: Annotated[bool, typer.Option("--demo-dir", help="print the demo input folder and exit")] = False,
+) -> None:
+    """Fetch and convert the offline vision models and demo inputs into the cache (later runs are instant)."""
+    from .experts.conversion import STEPS, demo_inputs, run_setup
+
+    if demo_dir:
+        sys.stdout.write(f"{demo_inputs()}\n")
+        return
+    unknown = [s for s in step or [] if s not in STEPS]
+    if unknown:
+        raise _fail(f"unknown step {', '.join(unknown)}; steps are {', '.join(STEPS)}")
+    try:
+        reports = run_setup(steps=step or STEPS, force=force, log=lambda message: err.print(f"[dim]{message}[/]"))
+    except OSError as exc:
+        raise _fail(f"cannot write the cache ({exc}); set HUGGINGGPT_CACHE_DIR to a writable folder") from None
+    if as_json:
+        sys.stdout.write(json.dumps([r.model_dump() for r in reports]) + "\n")
+    else:
+        table = Table("step", "status", "size", "seconds", "detail")
+        colors = {"ready": "green", "cached": "green", "unavailable": "yellow", "failed": "red"}
+        for r in reports:
+            size = f"{sum(r.sizes.values()) / 1e6:.1f} MB" if r.sizes else ""
+            table.add_row(r.step, f"[{colors[r.status]}]{r.status}[/]", size, f"{r.seconds:.1f}", r.detail)
+        out.print(table)
+        err.print(f"[dim]cache: {demo_inputs().parent}[/]")
+    if any(r.status == "failed" for r in reports):
+        raise typer.Exit(1)
 
 
 @catalog_app.command("refresh")

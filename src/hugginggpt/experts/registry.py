@@ -39,9 +39,11 @@ def default_registry(settings: Settings, llm: LLM | None) -> ExpertRegistry:
     embedded (offline) experts."""
     from .embedded import embedded_experts
     from .llm import llm_experts
+    from .vision import vision_experts
 
     registry = ExpertRegistry(llm_experts(llm) if llm is not None else ())
     for expert in embedded_experts(settings):
         registry.register(expert)
-    # vision experts (COCO detection, ImageNet classification) register here
+    for expert in vision_experts(settings):
+        registry.register(expert)
     return registry
