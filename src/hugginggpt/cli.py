@@ -1,4 +1,4 @@
-"""The `hugginggpt` command line: run, plan, chat, models, catalog, setup."""
+"""The `hugginggpt` command line: run, plan, chat, models, catalog, setup, serve, bench-server."""
 
 from __future__ import annotations
 
@@ -368,6 +368,81 @@ def catalog_refresh(
     except HuggingGPTError as exc:
         raise _fail(str(exc)) from None
     err.print(f"wrote {count} models for {len(tasks)} task types to {path}")
+
+
+def _server_modules() -> Any:
+    try:
+        import uvicorn
+
+        from .server import app as server_app
+    except ImportError as exc:
+        raise _fail(
+            f"the server needs the 'server' extra ({exc.name} is missing): pip install 'hugginggpt[server]'"
+        ) from None
+    return uvicorn, server_app
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8004,
+    insecure: Annotated[
+        bool, typer.Option(help="allow a non-loopback address without API keys (trusted networks only)")
+    ] = False,
+    db: Annotated[Path | None, typer.Option(help="SQLite file for history (HUGGINGGPT_DB)")] = None,
+) -> None:
+    """Serve the web page, the JARVIS-compatible API and the OpenAI-compatible API over HTTP."""
+    uvicorn, server_app = _server_modules()
+    from .server.auth import ApiKeys, check_bind, parse_keys
+
+    settings = _settings(ctx, db=db)
+    keys = ApiKeys(parse_keys(settings.api_keys))
+    try:
+        check_bind(host, keys, insecure=insecure)
+    except HuggingGPTError as exc:
+        raise _fail(str(exc)) from None
+    if not keys.required and insecure and host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]warning:[/] serving {host} without API keys: anyone who can reach it can use it")
+    gpt = _pipeline(settings)
+    err.print(
+        f"HuggingGPT on http://{host}:{port}/  (history in {settings.db}; auth: "
+        f"{'API keys' if keys.required else 'none, loopback only'})",
+        soft_wrap=True,
+    )
+    application = server_app.create_app(gpt, settings, allow_any_host=insecure)
+    uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+
+
+@app.command("bench-server")
+def bench_server(
+    requests: Annotated[int, typer.Option(help="requests sent at each concurrency level")] = 40,
+    concurrency: Annotated[int, typer.Option(help="the concurrent level compared with 1")] = 20,
+    llm_delay: Annotated[float, typer.Option(help="seconds each scripted LLM call waits, like a real LLM")] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Latency of the HTTP server: p50/p95 at 1 and N concurrent chat completions (scripted LLM, real server)."""
+    _server_modules()
+    from .server.bench import bench_server as run_bench
+
+    report = run_bench(requests=requests, levels=(1, concurrency), llm_delay=llm_delay)
+    if as_json:
+        sys.stdout.write(json.dumps({**report.model_dump(), "ratios": report.ratios()}) + "\n")
+        return
+    table = Table("concurrency", "requests", "p50 ms", "p95 ms", "mean ms", "throughput req/s")
+    for level in report.levels:
+        table.add_row(
+            str(level.concurrency),
+            str(level.requests),
+            f"{level.p50_ms:.1f}",
+            f"{level.p95_ms:.1f}",
+            f"{level.mean_ms:.1f}",
+            f"{level.throughput_rps:.1f}",
+        )
+    out.print(table)
+    for name, value in report.ratios().items():
+        out.print(f"{name}: {value:.2f}")
+    out.print(f"[dim]scripted LLM, {llm_delay:g} s per LLM call; client and server on this machine[/]")
 
 
 def entrypoint() -> None:
