@@ -32,9 +32,11 @@ install: $(STAMP)
 install-dev: $(DEV_STAMP)
 
 demo: $(STAMP)
+	$(BIN)/hugginggpt setup
 	$(BIN)/hugginggpt run "Hello! What can you do?"
 
 test: $(DEV_STAMP)
+	$(BIN)/hugginggpt setup
 	$(BIN)/python -m pytest
 
 lint: $(DEV_STAMP)

@@ -63,7 +63,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> str:
         "HF_HUB_OFFLINE": "1",
         "HUGGINGGPT_TRANSFORMERS_CACHE_DIR": str(cache),
         "HUGGINGGPT_CATALOG_SNAPSHOT": str(snapshot),
-        "HUGGINGGPT_MAX_DOWNLOAD_BYTES": str(UPLOAD_LIMIT),
+        "HUGGINGGPT_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
     }
     port = free_port()
     command = [sys.executable, "-m", "hugginggpt.cli", "serve-models", "--port", str(port)]

@@ -1,4 +1,4 @@
-"""The `hugginggpt` command line: run, plan, chat, models, catalog."""
+"""The `hugginggpt` command line: run, plan, chat, models, catalog, setup, serve, serve-models, bench-server."""
 
 from __future__ import annotations
 
@@ -318,6 +318,42 @@ def _measure(settings: Settings, as_json: bool) -> None:
     )
 
 
+@app.command()
+def setup(
+    force: Annotated[
+        bool, typer.Option("--force", help="fetch and convert again even when the cache is intact")
+    ] = False,
+    step: Annotated[list[str] | None, typer.Option(help="only this step (repeatable); default: all")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the step reports as JSON")] = False,
+    demo_dir: Annotated[bool, typer.Option("--demo-dir", help="print the demo input folder and exit")] = False,
+) -> None:
+    """Fetch and convert the offline vision models and demo inputs into the cache (later runs are instant)."""
+    from .experts.conversion import STEPS, demo_inputs, run_setup
+
+    if demo_dir:
+        sys.stdout.write(f"{demo_inputs()}\n")
+        return
+    unknown = [s for s in step or [] if s not in STEPS]
+    if unknown:
+        raise _fail(f"unknown step {', '.join(unknown)}; steps are {', '.join(STEPS)}")
+    try:
+        reports = run_setup(steps=step or STEPS, force=force, log=lambda message: err.print(f"[dim]{message}[/]"))
+    except OSError as exc:
+        raise _fail(f"cannot write the cache ({exc}); set HUGGINGGPT_CACHE_DIR to a writable folder") from None
+    if as_json:
+        sys.stdout.write(json.dumps([r.model_dump() for r in reports]) + "\n")
+    else:
+        table = Table("step", "status", "size", "seconds", "detail")
+        colors = {"ready": "green", "cached": "green", "unavailable": "yellow", "failed": "red"}
+        for r in reports:
+            size = f"{sum(r.sizes.values()) / 1e6:.1f} MB" if r.sizes else ""
+            table.add_row(r.step, f"[{colors[r.status]}]{r.status}[/]", size, f"{r.seconds:.1f}", r.detail)
+        out.print(table)
+        err.print(f"[dim]cache: {demo_inputs().parent}[/]")
+    if any(r.status == "failed" for r in reports):
+        raise typer.Exit(1)
+
+
 @app.command("serve-models")
 def serve_models(
     ctx: typer.Context,
@@ -365,6 +401,81 @@ def catalog_refresh(
     except HuggingGPTError as exc:
         raise _fail(str(exc)) from None
     err.print(f"wrote {count} models for {len(tasks)} task types to {path}")
+
+
+def _server_modules() -> Any:
+    try:
+        import uvicorn
+
+        from .server import app as server_app
+    except ImportError as exc:
+        raise _fail(
+            f"the server needs the 'server' extra ({exc.name} is missing): pip install 'hugginggpt[server]'"
+        ) from None
+    return uvicorn, server_app
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8004,
+    insecure: Annotated[
+        bool, typer.Option(help="allow a non-loopback address without API keys (trusted networks only)")
+    ] = False,
+    db: Annotated[Path | None, typer.Option(help="SQLite file for history (HUGGINGGPT_DB)")] = None,
+) -> None:
+    """Serve the web page, the JARVIS-compatible API and the OpenAI-compatible API over HTTP."""
+    uvicorn, server_app = _server_modules()
+    from .server.auth import ApiKeys, check_bind, parse_keys
+
+    settings = _settings(ctx, db=db)
+    keys = ApiKeys(parse_keys(settings.api_keys))
+    try:
+        check_bind(host, keys, insecure=insecure)
+    except HuggingGPTError as exc:
+        raise _fail(str(exc)) from None
+    if not keys.required and insecure and host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]warning:[/] serving {host} without API keys: anyone who can reach it can use it")
+    gpt = _pipeline(settings)
+    err.print(
+        f"HuggingGPT on http://{host}:{port}/  (history in {settings.db}; auth: "
+        f"{'API keys' if keys.required else 'none, loopback only'})",
+        soft_wrap=True,
+    )
+    application = server_app.create_app(gpt, settings, allow_any_host=insecure)
+    uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+
+
+@app.command("bench-server")
+def bench_server(
+    requests: Annotated[int, typer.Option(help="requests sent at each concurrency level")] = 40,
+    concurrency: Annotated[int, typer.Option(help="the concurrent level compared with 1")] = 20,
+    llm_delay: Annotated[float, typer.Option(help="seconds each scripted LLM call waits, like a real LLM")] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Latency of the HTTP server: p50/p95 at 1 and N concurrent chat completions (scripted LLM, real server)."""
+    _server_modules()
+    from .server.bench import bench_server as run_bench
+
+    report = run_bench(requests=requests, levels=(1, concurrency), llm_delay=llm_delay)
+    if as_json:
+        sys.stdout.write(json.dumps({**report.model_dump(), "ratios": report.ratios()}) + "\n")
+        return
+    table = Table("concurrency", "requests", "p50 ms", "p95 ms", "mean ms", "throughput req/s")
+    for level in report.levels:
+        table.add_row(
+            str(level.concurrency),
+            str(level.requests),
+            f"{level.p50_ms:.1f}",
+            f"{level.p95_ms:.1f}",
+            f"{level.mean_ms:.1f}",
+            f"{level.throughput_rps:.1f}",
+        )
+    out.print(table)
+    for name, value in report.ratios().items():
+        out.print(f"{name}: {value:.2f}")
+    out.print(f"[dim]scripted LLM, {llm_delay:g} s per LLM call; client and server on this machine[/]")
 
 
 def entrypoint() -> None:

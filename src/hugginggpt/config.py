@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     )
     model_server_timeout: float = Field(300.0, gt=0, description="seconds one model-server call may take")
 
+    # server (`hugginggpt serve`)
+    db: Path = Field(Path("hugginggpt.db"), description="SQLite file of the server's conversations and runs")
+    files_dir: Path | None = Field(None, description="uploads and artifacts of the server (default: <db>-files)")
+    api_keys: SecretStr | None = Field(None, description="API keys clients send as Bearer tokens, comma-separated")
+    max_runs_per_key: int = Field(4, ge=1, description="runs one API key may have in progress at once")
+    max_upload_bytes: int = Field(25_000_000, ge=1, description="largest file one upload may carry")
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -138,11 +138,13 @@ def default_registry(settings: Settings, llm: LLM | None) -> ExpertRegistry:
     embedded (offline) experts."""
     from .embedded import embedded_experts
     from .llm import llm_experts
+    from .vision import vision_experts
 
     registry = ExpertRegistry(llm_experts(llm) if llm is not None else ())
     for expert in embedded_experts(settings):
         registry.register(expert)
-    # vision experts (COCO detection, ImageNet classification) register here
+    for expert in vision_experts(settings):
+        registry.register(expert)
 
     # Catalogue models on transformers, model servers and HF Inference, routed by `settings.routing`.
     registry.router = router_from_settings(settings)

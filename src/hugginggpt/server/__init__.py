@@ -1,1 +1,1 @@
-"""HTTP servers: the main API server and the model server that hosts local experts (`model_server.py`)."""
+"""HTTP serving: the API and web page (`app.py` and friends) and the expert model server (`model_server.py`)."""

@@ -52,7 +52,7 @@ class ModelHost:
         root: Path,
         *,
         pool: ModelPool | None = None,
-        max_upload_bytes: int = 50_000_000,
+        max_upload_bytes: int = 25_000_000,
         keep_seconds: float = 3600.0,
     ) -> None:
         self.registry = registry
@@ -293,12 +293,15 @@ def host_from_settings(
     root: Path | None = None,
     registry: ExpertRegistry | None = None,
 ) -> ModelHost:
-    """A host for local experts (default: the embedded ones that can run here), plus every catalogue card (snapshot
-    and `models`, as (task, id)) that transformers can run here."""
+    """A host for local experts (default: the embedded and vision ones that can run here), plus every catalogue card
+    (snapshot and `models`, as (task, id)) that transformers can run here."""
     from ..catalog import default_snapshot_path, load_snapshot
     from ..experts.embedded import embedded_experts
+    from ..experts.vision import vision_experts
 
-    registry = registry or ExpertRegistry(e for e in embedded_experts(settings) if e.card.available)
+    if registry is None:
+        local = [*embedded_experts(settings), *vision_experts(settings)]
+        registry = ExpertRegistry(e for e in local if e.card.available)
     backend = TransformersBackend.from_settings(settings)
     registry.router = Router("local", [backend])
     cards = [ModelCard(id=model_id, task=task, description="served on request") for task, model_id in models]
@@ -307,7 +310,7 @@ def host_from_settings(
         cards += load_snapshot(snapshot)
     registry.route(cards)
     folder = root or Path(tempfile.mkdtemp(prefix="hugginggpt-models-"))
-    return ModelHost(registry, folder, pool=backend.pool, max_upload_bytes=settings.max_download_bytes)
+    return ModelHost(registry, folder, pool=backend.pool, max_upload_bytes=settings.max_upload_bytes)
 
 
 def serve(host: ModelHost, *, bind: str = "127.0.0.1", port: int = 8005, log_level: str = "info") -> None:
