@@ -3,7 +3,8 @@
 1. the transformers LRU pool under a memory budget: loads, unloads and hits for two access patterns, and how much
    slower a call is when its model must be loaded first;
 2. the model server's overhead: the same expert called in-process and through `hugginggpt serve-models` (a separate
-   process on 127.0.0.1), for a text call and for an image call (upload + artifact download).
+   process on 127.0.0.1): tiny transformers models (a text call; an image call with upload + artifact download) and,
+   where installed and set up, the embedded OCR and COCO detection experts on the demo images.
 
 Usage: .venv/bin/python scripts/bench_backends.py [--calls 40] [--device cpu]
 Prints medians and ratios measured in one run (the machine is shared: compare ratios, not absolute times).
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -108,16 +110,24 @@ async def server_benchmark(cache: Path, workdir: Path, calls: int, device: str) 
         local = TransformersBackend(cache_dir=cache, online=False, device=device)
         remote = ServerBackend([url])
         cases = [
-            ("text-classification", "bench/bert-server", {"text": "a good movie"}),
-            ("object-detection", "bench/yolos-server", {"image": str(photo)}),
-        ]
+            ("text-classification", local.expert(ModelCard(id="bench/bert-server", task="text-classification")),
+             {"text": "a good movie"}),
+            ("object-detection", local.expert(ModelCard(id="bench/yolos-server", task="object-detection")),
+             {"image": str(photo)}),
+        ]  # fmt: skip
+        cases += _embedded_cases()
         print(f"\n## model server overhead: median of {calls} calls each, after one warm-up call, device {device}")
-        print(f"{'task':24} {'in-process':>11} {'via server':>11} {'overhead':>11} {'ratio':>6}")
-        for task, model_id, args in cases:
-            card = ModelCard(id=model_id, task=task)
-            ctx = ExpertContext(Workspace(workdir / "out", [workdir]), 0, task)
+        print("(server run = the expert's time inside the server; HTTP + files = via server - server run)")
+        header = f"{'task':20} {'model':36} {'in-process':>11} {'via server':>11} {'ratio':>6}"
+        print(header + f" {'server run':>11} {'HTTP + files':>12}")
+        for task, in_process, args in cases:
+            card = in_process.card
+            model_id = card.id
+            ctx = ExpertContext(
+                Workspace(workdir / "out", [workdir, *(Path(v).parent for v in args.values())]), 0, task
+            )
             times = {}
-            for name, expert in (("in-process", local.expert(card)), ("via server", remote.expert(card))):
+            for name, expert in (("in-process", in_process), ("via server", remote.expert(card))):
                 await expert.run(args, ctx)
                 samples = []
                 for _ in range(calls):
@@ -126,12 +136,52 @@ async def server_benchmark(cache: Path, workdir: Path, calls: int, device: str) 
                     samples.append(time.perf_counter() - start)
                 times[name] = statistics.median(samples)
             inproc, served = times["in-process"], times["via server"]
-            print(f"{task:24} {ms(inproc):>11} {ms(served):>11} {ms(served - inproc):>11} {served / inproc:5.2f}x")
+            inside = await _server_run_seconds(url, card, args, max(5, calls // 4))
+            print(
+                f"{task:20} {model_id:36} {ms(inproc):>11} {ms(served):>11} {served / inproc:5.2f}x"
+                f" {ms(inside):>11} {ms(served - inside):>12}"
+            )
         memory = httpx.get(f"{url}/memory").json()
         print(f"server RSS {memory['rss_mb']} MB; pool {json.dumps(memory['pool']['used_mb'])} MB used")
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+async def _server_run_seconds(url: str, card: ModelCard, args: dict[str, str], calls: int) -> float:
+    """Median of the `seconds` the server reports for running the expert itself."""
+    plain = {k: v for k, v in args.items() if k != "image"}
+    samples = []
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        for _ in range(calls):
+            files = {"image": Path(args["image"]).read_bytes()} if "image" in args else None
+            data = {"task": card.task, "args": json.dumps(plain)}
+            reply = await client.post(f"/models/{card.id}", data=data, files=files)
+            samples.append(reply.raise_for_status().json()["seconds"])
+    return statistics.median(samples)
+
+
+def _embedded_cases() -> list[tuple[str, Any, dict[str, str]]]:
+    """The embedded OCR and COCO detection experts on the demo images, where installed and set up."""
+    from hugginggpt.config import Settings
+    from hugginggpt.experts.conversion import demo_inputs
+    from hugginggpt.experts.embedded import embedded_experts
+    from hugginggpt.experts.vision import vision_experts
+
+    demo = demo_inputs()
+    experts = {(e.card.task, e.card.id): e for e in [*embedded_experts(Settings()), *vision_experts(Settings())]}
+    wanted = [
+        ("image-to-text", "rapidocr/PP-OCRv6-small", demo / "sign.png"),
+        ("object-detection", "embedded/centernet-mobilenetv3-coco", demo / "horses.jpg"),
+    ]
+    cases = []
+    for task, model_id, image in wanted:
+        expert = experts.get((task, model_id))
+        if expert is not None and expert.card.available and image.is_file():
+            cases.append((task, expert, {"image": str(image)}))
+        else:
+            print(f"(skipping {model_id}: not installed, or `hugginggpt setup` has not run)")
+    return cases
 
 
 async def main() -> None:
