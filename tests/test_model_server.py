@@ -58,8 +58,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> str:
         {"id": "tiny/yolos-zoo", "task": "object-detection"},
     ]
     snapshot.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("HUGGINGGPT_") or k == "HUGGINGGPT_CACHE_DIR"}
     env = {
-        **os.environ,
+        **inherited,
         "HF_HUB_OFFLINE": "1",
         "HUGGINGGPT_TRANSFORMERS_CACHE_DIR": str(cache),
         "HUGGINGGPT_CATALOG_SNAPSHOT": str(snapshot),

@@ -302,14 +302,16 @@ class InferenceBackend:
         if run is None:
             raise ExpertError(f"HF Inference has no {card.task} task")
         client = AsyncInferenceClient(model=self.model_url(card), token=self.token, timeout=self.timeout)
+        waited = False
         try:
-            for attempt in range(2):
+            while True:
                 try:
                     return await run(client, args, ctx)
                 except HfHubHTTPError as exc:
                     response = exc.response
                     status = response.status_code if response is not None else None
-                    if status == 503 and attempt == 0 and self.loading_wait > 0:
+                    if status == 503 and not waited and self.loading_wait > 0:
+                        waited = True
                         await asyncio.sleep(min(_estimated_time(response) or self.loading_wait, self.loading_wait))
                         continue
                     raise self._http_error(card, status, response) from None
@@ -321,7 +323,6 @@ class InferenceBackend:
                     raise ExpertError(f"HF Inference gave an answer for {card.id} that cannot be read: {exc}") from exc
                 except Exception as exc:  # the HTTP client raises its own connection error types
                     raise ExpertError(f"cannot reach HF Inference at {self.endpoint}: {exc}") from exc
-            raise AssertionError("unreachable")
         finally:
             await client.close()
 
