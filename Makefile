@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,server,$(EXTRAS)]'
+	$(BIN)/pip install --quiet -e '.[dev,server,transformers,$(EXTRAS)]'
 	$(BIN)/pip install --quiet --no-deps $(NO_DEPS)
 	touch $@
 

@@ -1,4 +1,4 @@
-"""The `hugginggpt` command line: run, plan, chat, models, catalog, setup, serve, bench-server."""
+"""The `hugginggpt` command line: run, plan, chat, models, catalog, setup, serve, serve-models, bench-server."""
 
 from __future__ import annotations
 
@@ -227,7 +227,7 @@ def models(
         key=lambda c: (c.task, not c.available, c.backend != "embedded", -c.downloads, c.id),
     )
     if as_json:
-        fields = {"task", "id", "backend", "available", "downloads", "license", "description"}
+        fields = {"task", "id", "backend", "available", "downloads", "license", "description", "availability"}
         sys.stdout.write(json.dumps([c.model_dump(include=fields) for c in cards]) + "\n")
         return
     _print_models(cards, show_all, only=task)
@@ -246,11 +246,12 @@ def _catalog_cards(settings: Settings) -> tuple[list[ModelCard], str | None]:
         llm = llm_from_settings(settings)
     except HuggingGPTError as exc:
         llm, note = None, f"the controller LLM's text tasks are not listed: {exc}"
-    catalog = ModelCatalog(default_registry(settings, llm).cards())
+    registry = default_registry(settings, llm)
+    catalog = ModelCatalog(registry.cards())
     snapshot = settings.catalog_snapshot or default_snapshot_path()
     try:
         if settings.catalog_snapshot is not None or snapshot.is_file():
-            catalog.add(load_snapshot(snapshot))
+            catalog.add(registry.route(load_snapshot(snapshot)))
     except HuggingGPTError as exc:
         raise _fail(str(exc)) from None
     return catalog.cards(), note
@@ -272,6 +273,8 @@ def _print_models(cards: list[ModelCard], show_all: bool, only: str | None) -> N
             table.add_row(name, "[dim]—[/]", "", "", "no")
         for number, card in enumerate(rows):
             runs = "yes" if card.available else "no"
+            also = [name for name, ok in card.availability.items() if ok and name != card.backend]
+            runs += f" (also {', '.join(also)})" if also else ""
             table.add_row(name if number == 0 else "", card.id, card.backend, card.license or "", runs)
     out.print(table)
     hidden = sum(1 for c in cards if not c.available)
@@ -349,6 +352,36 @@ def setup(
         err.print(f"[dim]cache: {demo_inputs().parent}[/]")
     if any(r.status == "failed" for r in reports):
         raise typer.Exit(1)
+
+
+@app.command("serve-models")
+def serve_models(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="address to bind (keep 127.0.0.1 on untrusted networks)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8005,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="also host this Hub model, as TASK=MODEL_ID (repeatable)"),
+    ] = None,
+) -> None:
+    """Host local experts over HTTP (GET /running, /status/ID, /models, /health, /memory; POST /models/ID)."""
+    try:
+        from .server.model_server import host_from_settings, serve
+    except ImportError as exc:
+        raise _fail(f"the model server needs the server extra: pip install 'hugginggpt[server]' ({exc})") from None
+    pairs = []
+    for item in model or []:
+        task, sep, model_id = item.partition("=")
+        if not sep or not task.strip() or not model_id.strip():
+            raise _fail(f"--model takes TASK=MODEL_ID, got {item!r}")
+        pairs.append((task.strip(), model_id.strip()))
+    settings = _settings(ctx)
+    try:
+        model_host = host_from_settings(settings, pairs)
+    except HuggingGPTError as exc:
+        raise _fail(str(exc)) from None
+    err.print(f"hosting {len(model_host.cards())} models on http://{host}:{port} (files in {model_host.root})")
+    serve(model_host, bind=host, port=port)
 
 
 @catalog_app.command("refresh")

@@ -61,6 +61,9 @@ class ModelCard(BaseModel):
     license: str | None = None
     requires: list[str] = Field(default_factory=list)  # task parameters the model cannot work without
     priority: int = 0  # tie-break among equal downloads, higher first; negative for narrow, specialised models
+    availability: dict[str, bool] = Field(
+        default_factory=dict, description="per backend that could run this model: whether it can run it now"
+    )
 
 
 class Selection(BaseModel):
