@@ -118,7 +118,11 @@ class LLMCall(BaseModel):
 
 
 class Answer(BaseModel):
-    """Everything a request produced: the text and the structured run behind it."""
+    """Everything a request produced: the text and the structured run behind it.
+
+    `llm_calls` counts the controller's own calls (planning, selection, response); an LLM acting as an expert
+    shows up as a task result instead.
+    """
 
     request: str
     text: str

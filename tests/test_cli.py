@@ -1,0 +1,130 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from helpers import OpenAIServer, Reply, role_of
+from hugginggpt.cli import app
+
+PLAN = {
+    "tasks": [
+        {"task": "summarization", "id": 0, "dep": [], "args": {"text": "Cats sleep a lot. They purr."}},
+        {"task": "translation", "id": 1, "dep": [0], "args": {"text": "<resource>-0", "tgt_lang": "French"}},
+    ]
+}
+
+
+def handler(body):
+    stage = role_of(body["messages"])
+    if stage == "planning":
+        return Reply(json.dumps(PLAN))
+    if stage == "response":
+        return Reply("Les chats dorment.")
+    return Reply("Cats sleep.")
+
+
+@pytest.fixture
+def endpoint(monkeypatch, tmp_path):
+    with OpenAIServer(handler) as server:
+        monkeypatch.setenv("HUGGINGGPT_LLM_BASE_URL", server.url)
+        monkeypatch.setenv("HUGGINGGPT_OUTPUT_DIR", str(tmp_path / "out"))
+        yield server
+
+
+runner = CliRunner()
+
+
+def test_plan_json_prints_the_validated_plan(endpoint):
+    result = runner.invoke(app, ["plan", "summarise and translate", "--json"])
+    assert result.exit_code == 0, result.output
+    tasks = json.loads(result.stdout)
+    assert [t["task"] for t in tasks] == ["summarization", "translation"] and tasks[1]["dep"] == [0]
+
+
+def test_run_json_prints_one_answer_object(endpoint):
+    result = runner.invoke(app, ["run", "summarise and translate", "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert {"text", "plan", "selections", "results", "llm_calls", "timings"} <= set(answer)
+    assert answer["text"] == "Les chats dorment."
+    assert [r["status"] for r in answer["results"]] == ["ok", "ok"] and answer["llm_calls"] == 2
+
+
+def test_run_shows_progress_and_the_answer(endpoint):
+    result = runner.invoke(app, ["run", "summarise and translate"])
+    assert result.exit_code == 0, result.output
+    assert "Les chats dorment." in result.stdout
+    for line in ("task 0 summarization", "task 1 translation", "LLM calls"):
+        assert line in result.stderr
+
+
+def test_unplannable_request_exits_nonzero_with_one_line(monkeypatch):
+    with OpenAIServer(lambda body: Reply("I refuse to answer in JSON")) as server:
+        monkeypatch.setenv("HUGGINGGPT_LLM_BASE_URL", server.url)
+        result = runner.invoke(app, ["plan", "x", "--json"])
+    assert result.exit_code == 1
+    assert result.stdout == "" and result.stderr.startswith("error: no JSON found")
+    assert "Traceback" not in result.output
+
+
+def test_unreachable_llm_is_one_line_not_a_traceback(monkeypatch):
+    monkeypatch.setenv("HUGGINGGPT_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("HUGGINGGPT_LLM_RETRIES", "0")
+    result = runner.invoke(app, ["plan", "x"])
+    assert result.exit_code == 1 and "unreachable" in result.stderr and "Traceback" not in result.output
+
+
+def test_bad_inputs_folder_and_bad_settings_are_errors(endpoint, monkeypatch, tmp_path):
+    result = runner.invoke(app, ["run", "x", "--inputs", str(tmp_path / "missing")])
+    assert result.exit_code == 1 and "is not a folder" in result.stderr
+    monkeypatch.setenv("HUGGINGGPT_SELECTION", "random")
+    result = runner.invoke(app, ["plan", "x"])
+    assert result.exit_code == 1 and result.stderr.startswith("error: bad settings")
+
+
+def test_models_json_lists_cards(endpoint):
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    cards = json.loads(result.stdout)
+    assert all({"task", "id", "backend", "available"} <= set(c) for c in cards)
+    assert any(c["task"] == "translation" and c["backend"] == "llm" and c["available"] for c in cards)
+
+
+def test_models_table_includes_a_snapshot(endpoint, monkeypatch, tmp_path):
+    snapshot = tmp_path / "snap.jsonl"
+    snapshot.write_text(json.dumps({"id": "org/detr", "task": "object-detection", "downloads": 3}) + "\n")
+    monkeypatch.setenv("HUGGINGGPT_CATALOG_SNAPSHOT", str(snapshot))
+    result = runner.invoke(app, ["models", "--all"])
+    assert "org/detr" in result.stdout
+    result = runner.invoke(app, ["models", "--json", "--task", "object-detection"])
+    assert json.loads(result.stdout) == [
+        {
+            "task": "object-detection",
+            "id": "org/detr",
+            "backend": "inference",
+            "available": False,
+            "downloads": 3,
+            "license": None,
+        }
+    ]
+
+
+def test_chat_keeps_the_conversation(endpoint):
+    result = runner.invoke(app, ["chat"], input="summarise this\nand again\n/exit\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("Les chats dorment.") == 2
+    planning = [b for b in endpoint.requests if role_of(b["messages"]) == "planning"]
+    assert "Les chats dorment." in json.dumps(planning[1]["messages"])  # the second plan saw the first answer
+
+
+def test_console_script_runs_as_a_real_process(endpoint):
+    proc = subprocess.run(
+        [sys.executable, "-m", "hugginggpt.cli", "plan", "summarise", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["task"] == "summarization"
