@@ -287,13 +287,15 @@ def bench(
         )
     out.print(
         f"controller LLM: {report.llm}; load {report.load_seconds:.1f} s; "
-        f"RSS {report.rss_mib:.0f} MiB (peak {report.peak_rss_mib:.0f} MiB)"
+        f"RSS {report.rss_mib:.0f} MiB (peak {report.peak_rss_mib:.0f} MiB)",
+        soft_wrap=True,
     )
     out.print(plans)
     if report.run_streamed_seconds and report.run_sequential_seconds:
         out.print(
-            f"one request end to end: {report.run_streamed_seconds:.1f} s with plan streaming, "
-            f"{report.run_sequential_seconds:.1f} s without"
+            f"one request end to end (fastest of each): {report.run_streamed_seconds:.1f} s with plan streaming, "
+            f"{report.run_sequential_seconds:.1f} s without",
+            soft_wrap=True,
         )
     table = Table("ratio (same run)", "value")
     for name, value in ratios.items():
