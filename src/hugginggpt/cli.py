@@ -1,4 +1,4 @@
-"""The `hugginggpt` command line: run, plan, chat, models, catalog, setup, serve, serve-models, bench-server."""
+"""The `hugginggpt` command line: run, plan, chat, models, catalog, setup, serve, serve-models, bench, bench-server."""
 
 from __future__ import annotations
 
@@ -476,6 +476,61 @@ def bench_server(
     for name, value in report.ratios().items():
         out.print(f"{name}: {value:.2f}")
     out.print(f"[dim]scripted LLM, {llm_delay:g} s per LLM call; client and server on this machine[/]")
+
+
+@app.command()
+def bench(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="print the measurements as one JSON object")] = False,
+) -> None:
+    """Time the controller LLM and the pipeline in one run: cold vs warm planning, tokens/s, plan streaming, RSS."""
+    import tempfile
+
+    from .eval.bench import run_bench
+
+    gpt = _pipeline(_settings(ctx))
+    with tempfile.TemporaryDirectory(prefix="hugginggpt-bench-") as folder:
+        try:
+            report = asyncio.run(
+                run_bench(gpt, Path(folder), progress=lambda m: err.print(f"[dim]{m}…[/]", soft_wrap=True))
+            )
+        except HuggingGPTError as exc:
+            raise _fail(str(exc)) from None
+    ratios = report.ratios()
+    if as_json:
+        sys.stdout.write(json.dumps({**report.model_dump(mode="json"), "ratios": ratios}) + "\n")
+        return
+    plans = Table(
+        "plan", "seconds", "first task", "prompt tok", "cached", "prompt tok/s", "gen tok", "gen tok/s", "tasks"
+    )
+    for label, sample in [("cold", report.cold), *(("warm", s) for s in report.warm)]:
+        plans.add_row(
+            label,
+            f"{sample.seconds:.1f}",
+            f"{sample.first_task_seconds:.1f}" if sample.first_task_seconds else "—",
+            str(sample.prompt_tokens),
+            "—" if sample.cached_tokens is None else str(sample.cached_tokens),
+            f"{sample.prompt_per_second:.0f}" if sample.prompt_per_second else "—",
+            str(sample.generated_tokens),
+            f"{sample.generation_per_second:.1f}" if sample.generation_per_second else "—",
+            str(sample.tasks) if sample.error is None else f"error: {sample.error[:40]}",
+        )
+    out.print(
+        f"controller LLM: {report.llm}; load {report.load_seconds:.1f} s; "
+        f"RSS {report.rss_mib:.0f} MiB (peak {report.peak_rss_mib:.0f} MiB)",
+        soft_wrap=True,
+    )
+    out.print(plans)
+    if report.run_streamed_seconds and report.run_sequential_seconds:
+        out.print(
+            f"one request end to end (fastest of each): {report.run_streamed_seconds:.1f} s with plan streaming, "
+            f"{report.run_sequential_seconds:.1f} s without",
+            soft_wrap=True,
+        )
+    table = Table("ratio (same run)", "value")
+    for name, value in ratios.items():
+        table.add_row(name, "—" if value is None else f"{value:.2f}")
+    out.print(table)
 
 
 def entrypoint() -> None:

@@ -1,0 +1,1 @@
+"""Measuring the pipeline: planning quality on TaskBench, and latency benchmarks."""
