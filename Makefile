@@ -35,7 +35,7 @@ install-dev: $(DEV_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/hugginggpt setup
-	$(BIN)/hugginggpt run "Hello! What can you do?"
+	$(BIN)/hugginggpt demo
 
 test: $(DEV_STAMP)
 	$(BIN)/hugginggpt setup

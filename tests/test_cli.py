@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -194,3 +195,78 @@ def test_models_measure_times_every_embedded_expert(models_runner):
     shared = [t for t in timings if t["shares_model_with"]]
     assert {t["id"] for t in shared} == {"sentence-transformers/all-MiniLM-L6-v2"}
     assert report["peak_rss_mib"] > 0
+
+
+DEMO_PLAN = {
+    "tasks": [
+        {"task": "object-detection", "id": 0, "dep": [], "args": {"image": "kite.jpg"}},
+        {"task": "image-to-text", "id": 1, "dep": [], "args": {"image": "sign.png"}},
+        {"task": "text-to-speech", "id": 2, "dep": [1], "args": {"text": "<resource>-1"}},
+    ]
+}
+
+
+def _demo_ready():
+    from hugginggpt.experts.conversion import demo_inputs
+
+    return all((demo_inputs() / name).is_file() for name in ("kite.jpg", "sign.png"))
+
+
+def _check_demo_answer(answer):
+    by_task = {r["task"]: r for r in answer["results"]}
+    assert [r["status"] for r in answer["results"]] == ["ok", "ok", "ok"], answer["results"]
+    assert {r["model_id"] for r in answer["results"]} == {
+        "embedded/centernet-mobilenetv3-coco",
+        "rapidocr/PP-OCRv6-small",
+        "piper/en_US-joe-medium",
+    }
+    assert "kite" in by_task["object-detection"]["outputs"]["text"]
+    assert "HuggingGPT runs offline" in by_task["image-to-text"]["outputs"]["text"]
+    media = sorted(
+        a["media_type"]
+        for r in answer["results"]
+        for a in r["outputs"].values()
+        if isinstance(a, dict) and "sha256" in a
+    )
+    assert media == ["audio/wav", "image/jpeg"]  # the annotated photo and the speech
+
+
+def test_demo_runs_three_embedded_experts_on_the_demo_inputs(monkeypatch, tmp_path):
+    if not _demo_ready():
+        if os.environ.get("CI") == "true":
+            pytest.fail("demo inputs missing: `make test` runs `hugginggpt setup` first")
+        pytest.skip("run `hugginggpt setup` to make the demo inputs")
+
+    def demo_handler(body):
+        stage = role_of(body["messages"])
+        if stage == "planning":
+            return Reply(json.dumps(DEMO_PLAN))
+        if stage == "selection":
+            schema = body["response_format"]["json_schema"]["schema"]
+            return Reply(
+                json.dumps(
+                    {
+                        k: {"id": v["properties"]["id"]["enum"][0], "reason": "r"}
+                        for k, v in schema["properties"].items()
+                    }
+                )
+            )
+        return Reply("There are 7 kites and 10 people; the sign says HuggingGPT runs offline.")
+
+    with OpenAIServer(demo_handler) as server:
+        monkeypatch.setenv("HUGGINGGPT_LLM_BASE_URL", server.url)
+        result = runner.invoke(app, ["demo", "--json", "--output-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    _check_demo_answer(json.loads(result.stdout))
+
+
+@pytest.mark.integration
+def test_demo_with_the_embedded_controller(tmp_path):
+    """What `make demo` runs: the embedded LLM plans, selects and answers; three embedded experts do the work."""
+    if not _demo_ready():
+        pytest.fail("demo inputs missing: run `hugginggpt setup`")
+    result = runner.invoke(app, ["demo", "--json", "--output-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    _check_demo_answer(answer)
+    assert answer["llm_calls"] <= 3 and answer["text"]

@@ -1,4 +1,4 @@
-"""The `hugginggpt` command line: run, plan, chat, models, catalog, setup, serve, serve-models, bench, bench-server."""
+"""The `hugginggpt` command line: run, demo, plan, chat, models, catalog, setup, serve, serve-models, bench."""
 
 from __future__ import annotations
 
@@ -129,8 +129,10 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="print only the Answer as one JSON object")] = False,
 ) -> None:
     """Plan, select, execute and answer one request, showing progress as tasks start and finish."""
-    settings = _settings(ctx, output_dir=output_dir)
-    roots = _input_roots(inputs)
+    _run_request(_settings(ctx, output_dir=output_dir), request, _input_roots(inputs), as_json)
+
+
+def _run_request(settings: Settings, request: str, roots: list[Path], as_json: bool) -> None:
     gpt = _pipeline(settings)
     try:
         answer = asyncio.run(_stream(gpt, request, show=not as_json, inputs=roots))
@@ -142,6 +144,30 @@ def run(
         _report(answer)
     if answer.error:
         raise typer.Exit(1)
+
+
+# The demo uses three embedded experts in one graph: COCO detection, OCR, and text-to-speech fed by the OCR.
+DEMO_REQUEST = "Count the objects in kite.jpg, read the text in sign.png, and read that text aloud."
+DEMO_FILES = ("kite.jpg", "sign.png")
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    request: Annotated[str, typer.Option(help="the request to run on the demo inputs")] = DEMO_REQUEST,
+    output_dir: Annotated[Path | None, typer.Option(help="where results go (default ./outputs)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print only the Answer as one JSON object")] = False,
+) -> None:
+    """Run a real multimodal request, offline, on the demo inputs `hugginggpt setup` prepared."""
+    from .experts.conversion import demo_inputs
+
+    folder = demo_inputs()
+    missing = [name for name in DEMO_FILES if not (folder / name).is_file()]
+    if request == DEMO_REQUEST and missing:
+        raise _fail(f"the demo inputs {', '.join(missing)} are not in {folder}; run `hugginggpt setup` first")
+    if not as_json:
+        err.print(f"[bold]demo:[/] {request}\n[dim]inputs from {folder}[/]", soft_wrap=True)
+    _run_request(_settings(ctx, output_dir=output_dir), request, [folder], as_json)
 
 
 def _input_roots(inputs: list[Path] | None) -> list[Path]:
