@@ -7,7 +7,6 @@ import json
 import math
 import os
 import re
-import socket
 import struct
 import threading
 import time
@@ -16,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from PIL import Image, ImageDraw
 
 from hugginggpt.config import Settings
@@ -29,6 +27,7 @@ from hugginggpt.llm.scripted import ScriptedLLM
 from hugginggpt.pipeline import HuggingGPT
 from hugginggpt.prompts import render
 from hugginggpt.types import ModelCard
+from localserver import serving
 
 COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 200, 40)}
 
@@ -189,36 +188,21 @@ def settings_for(tmp: Path, **values: Any) -> Settings:
     return Settings(**values)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class LiveServer:
     """A real uvicorn serving `app` on 127.0.0.1 in a background thread."""
 
     def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
+        self._serving = serving(app, lifespan="on", timeout_graceful_shutdown=5)
+        self.url = ""
+        self.port = 0
 
     def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
+        self.url = self._serving.__enter__()
+        self.port = int(self.url.rsplit(":", 1)[1])
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
+        self._serving.__exit__(*exc)
 
 
 def wait_for(condition: Any, what: str, timeout: float = 20.0) -> None:

@@ -17,7 +17,8 @@ from PIL import Image
 from hugginggpt.config import Settings
 from hugginggpt.server.app import default_files_dir
 from hugginggpt.server.completions import MODEL_ID
-from serverkit import Served, free_port, sse_events
+from localserver import free_port
+from serverkit import Served, sse_events
 
 
 def _png(color) -> bytes:
