@@ -1,12 +1,12 @@
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from helpers import http_server
 from hugginggpt.catalog import ModelCatalog, card_from_row, load_snapshot, refresh_snapshot
 from hugginggpt.errors import CatalogError
 from hugginggpt.types import ModelCard
@@ -114,13 +114,10 @@ class _Hub(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def hub(monkeypatch):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def hub(online_hub):
     _Hub.requests = []
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_server(_Hub) as url:
+        yield url
 
 
 def test_refresh_lists_models_by_task_sorted_by_downloads(tmp_path, hub):

@@ -1,9 +1,9 @@
 import hashlib
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from helpers import http_server
 from hugginggpt.errors import WorkspaceError
 from hugginggpt.workspace import Workspace
 
@@ -87,12 +87,8 @@ class _Files(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def file_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_server(_Files) as url:
+        yield url
 
 
 async def test_fetch_downloads_into_the_workspace(tmp_path, file_server):
