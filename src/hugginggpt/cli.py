@@ -526,9 +526,7 @@ def bench(
     if as_json:
         sys.stdout.write(json.dumps({**report.model_dump(mode="json"), "ratios": ratios}) + "\n")
         return
-    plans = Table(
-        "plan", "seconds", "first task", "prompt tok", "cached", "prompt tok/s", "gen tok", "gen tok/s", "tasks"
-    )
+    plans = Table("plan", "s", "1st task s", "prompt", "cached", "prompt/s", "gen", "gen/s", "tasks")
     for label, sample in [("cold", report.cold), *(("warm", s) for s in report.warm)]:
         plans.add_row(
             label,
