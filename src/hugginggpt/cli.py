@@ -1,4 +1,4 @@
-"""The `hugginggpt` command line: run, plan, chat, models, catalog, eval."""
+"""The `hugginggpt` command line: run, demo, plan, chat, models, catalog, setup, serve, serve-models, bench, eval."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from .config import Settings
 from .errors import HuggingGPTError
 from .pipeline import Conversation, HuggingGPT
-from .types import Answer, Event
+from .types import Answer, Event, ModelCard
 
 app = typer.Typer(help="HuggingGPT: plan a request as AI tasks, run expert models, and answer.", no_args_is_help=True)
 catalog_app = typer.Typer(help="The model catalogue snapshot.", no_args_is_help=True)
@@ -130,8 +131,10 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="print only the Answer as one JSON object")] = False,
 ) -> None:
     """Plan, select, execute and answer one request, showing progress as tasks start and finish."""
-    settings = _settings(ctx, output_dir=output_dir)
-    roots = _input_roots(inputs)
+    _run_request(_settings(ctx, output_dir=output_dir), request, _input_roots(inputs), as_json)
+
+
+def _run_request(settings: Settings, request: str, roots: list[Path], as_json: bool) -> None:
     gpt = _pipeline(settings)
     try:
         answer = asyncio.run(_stream(gpt, request, show=not as_json, inputs=roots))
@@ -143,6 +146,30 @@ def run(
         _report(answer)
     if answer.error:
         raise typer.Exit(1)
+
+
+# The demo uses three embedded experts in one graph: COCO detection, OCR, and text-to-speech fed by the OCR.
+DEMO_REQUEST = "Count the objects in kite.jpg, read the text in sign.png, and read that text aloud."
+DEMO_FILES = ("kite.jpg", "sign.png")
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    request: Annotated[str, typer.Option(help="the request to run on the demo inputs")] = DEMO_REQUEST,
+    output_dir: Annotated[Path | None, typer.Option(help="where results go (default ./outputs)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print only the Answer as one JSON object")] = False,
+) -> None:
+    """Run a real multimodal request, offline, on the demo inputs `hugginggpt setup` prepared."""
+    from .experts.conversion import demo_inputs
+
+    folder = demo_inputs()
+    missing = [name for name in DEMO_FILES if not (folder / name).is_file()]
+    if request == DEMO_REQUEST and missing:
+        raise _fail(f"the demo inputs {', '.join(missing)} are not in {folder}; run `hugginggpt setup` first")
+    if not as_json:
+        err.print(f"[bold]demo:[/] {request}\n[dim]inputs from {folder}[/]", soft_wrap=True)
+    _run_request(_settings(ctx, output_dir=output_dir), request, [folder], as_json)
 
 
 def _input_roots(inputs: list[Path] | None) -> list[Path]:
@@ -213,22 +240,176 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="print every card as JSON")] = False,
     task: Annotated[str | None, typer.Option(help="only this task type")] = None,
     show_all: Annotated[bool, typer.Option("--all", help="include models no backend can run now")] = False,
+    measure: Annotated[
+        bool, typer.Option("--measure", help="load each embedded expert and time it on a sample input")
+    ] = False,
 ) -> None:
-    """The model catalogue: task, model, backend, and whether it can run now."""
-    gpt = _pipeline(_settings(ctx))
-    cards = sorted(gpt.catalog.cards(task), key=lambda c: (c.task, not c.available, -c.downloads, c.id))
-    if as_json:
-        rows = [c.model_dump(include={"task", "id", "backend", "available", "downloads", "license"}) for c in cards]
-        sys.stdout.write(json.dumps(rows) + "\n")
+    """The model catalogue per task type: which experts can run now, and from which backend."""
+    settings = _settings(ctx)
+    if measure:
+        _measure(settings, as_json)
         return
-    table = Table("task", "model", "backend", "available")
-    for card in cards:
-        if card.available or show_all:
-            table.add_row(card.task, card.id, card.backend, "yes" if card.available else "no")
+    cards, note = _catalog_cards(settings)
+    cards = sorted(
+        (c for c in cards if task is None or c.task == task),
+        key=lambda c: (c.task, not c.available, c.backend != "embedded", -c.downloads, c.id),
+    )
+    if as_json:
+        fields = {"task", "id", "backend", "available", "downloads", "license", "description", "availability"}
+        sys.stdout.write(json.dumps([c.model_dump(include=fields) for c in cards]) + "\n")
+        return
+    _print_models(cards, show_all, only=task)
+    if note:
+        err.print(f"[dim]{note}[/]", soft_wrap=True)
+
+
+def _catalog_cards(settings: Settings) -> tuple[list[ModelCard], str | None]:
+    """Cards of the default experts and the catalogue snapshot; without a configured LLM, the rest still show."""
+    from .catalog import ModelCatalog, default_snapshot_path, load_snapshot
+    from .experts.registry import default_registry
+    from .llm import llm_from_settings
+
+    note = None
+    try:
+        llm = llm_from_settings(settings)
+    except HuggingGPTError as exc:
+        llm, note = None, f"the controller LLM's text tasks are not listed: {exc}"
+    registry = default_registry(settings, llm)
+    catalog = ModelCatalog(registry.cards())
+    snapshot = settings.catalog_snapshot or default_snapshot_path()
+    try:
+        if settings.catalog_snapshot is not None or snapshot.is_file():
+            catalog.add(registry.route(load_snapshot(snapshot)))
+    except HuggingGPTError as exc:
+        raise _fail(str(exc)) from None
+    return catalog.cards(), note
+
+
+def _print_models(cards: list[ModelCard], show_all: bool, only: str | None) -> None:
+    from .tasks import DEFAULT_TASK_TYPES, PAPER_TASKS
+
+    names = [only] if only else list(dict.fromkeys([*(t.name for t in DEFAULT_TASK_TYPES), *(c.task for c in cards)]))
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("task", no_wrap=True)
+    table.add_column("model", no_wrap=True)
+    table.add_column("backend")
+    table.add_column("licence", overflow="fold")
+    table.add_column("runs now")
+    for name in names:
+        rows = [c for c in cards if c.task == name and (c.available or show_all)]
+        if not rows:
+            table.add_row(name, "[dim]—[/]", "", "", "no")
+        for number, card in enumerate(rows):
+            runs = "yes" if card.available else "no"
+            also = [name for name, ok in card.availability.items() if ok and name != card.backend]
+            runs += f" (also {', '.join(also)})" if also else ""
+            table.add_row(name if number == 0 else "", card.id, card.backend, card.license or "", runs)
     out.print(table)
     hidden = sum(1 for c in cards if not c.available)
     if hidden and not show_all:
         err.print(f"[dim]{hidden} catalogue models cannot run now; --all lists them[/]")
+    if not only:
+        served = {c.task for c in cards if c.available}
+        embedded = {c.task for c in cards if c.available and c.backend == "embedded"}
+        err.print(
+            f"{len(served & set(PAPER_TASKS))} of the paper's {len(PAPER_TASKS)} task types can run now, "
+            f"{len(embedded & set(PAPER_TASKS))} of them on embedded experts"
+        )
+
+
+def _measure(settings: Settings, as_json: bool) -> None:
+    """Time every embedded expert: load, then the median of three runs on an input made on the spot."""
+    import tempfile
+
+    from .experts.protocol import LocalExpert
+    from .experts.registry import default_registry
+    from .experts.timing import measure_experts, peak_rss_mib
+
+    registry = default_registry(settings, None)
+    experts = [e for e in registry.experts() if isinstance(e, LocalExpert) and e.card.backend == "embedded"]
+    with tempfile.TemporaryDirectory(prefix="hugginggpt-measure-") as folder:
+        timings = asyncio.run(measure_experts(experts, Path(folder)))
+    rss = round(peak_rss_mib(), 1)
+    if as_json:
+        sys.stdout.write(json.dumps({"experts": [t.model_dump() for t in timings], "peak_rss_mib": rss}) + "\n")
+        return
+    table = Table("task", "model", "load s", "latency s", "note")
+    for t in timings:
+        load = "" if t.load_s is None else f"{t.load_s:.2f}"
+        latency = "" if t.latency_s is None else f"{t.latency_s:.3f}"
+        note = t.error or (f"model loaded by the {t.shares_model_with} card" if t.shares_model_with else "")
+        table.add_row(t.task, t.id, load, latency, note)
+    out.print(table)
+    err.print(
+        f"[dim]latency = median of {max((t.runs for t in timings), default=0)} warm runs; "
+        f"peak RSS of this process with all of them loaded: {rss} MiB[/]"
+    )
+
+
+@app.command()
+def setup(
+    force: Annotated[
+        bool, typer.Option("--force", help="fetch and convert again even when the cache is intact")
+    ] = False,
+    step: Annotated[list[str] | None, typer.Option(help="only this step (repeatable); default: all")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the step reports as JSON")] = False,
+    demo_dir: Annotated[bool, typer.Option("--demo-dir", help="print the demo input folder and exit")] = False,
+) -> None:
+    """Fetch and convert the offline vision models and demo inputs into the cache (later runs are instant)."""
+    from .experts.conversion import STEPS, demo_inputs, run_setup
+
+    if demo_dir:
+        sys.stdout.write(f"{demo_inputs()}\n")
+        return
+    unknown = [s for s in step or [] if s not in STEPS]
+    if unknown:
+        raise _fail(f"unknown step {', '.join(unknown)}; steps are {', '.join(STEPS)}")
+    try:
+        reports = run_setup(steps=step or STEPS, force=force, log=lambda message: err.print(f"[dim]{message}[/]"))
+    except OSError as exc:
+        raise _fail(f"cannot write the cache ({exc}); set HUGGINGGPT_CACHE_DIR to a writable folder") from None
+    if as_json:
+        sys.stdout.write(json.dumps([r.model_dump() for r in reports]) + "\n")
+    else:
+        table = Table("step", "status", "size", "seconds", "detail")
+        colors = {"ready": "green", "cached": "green", "unavailable": "yellow", "failed": "red"}
+        for r in reports:
+            size = f"{sum(r.sizes.values()) / 1e6:.1f} MB" if r.sizes else ""
+            table.add_row(r.step, f"[{colors[r.status]}]{r.status}[/]", size, f"{r.seconds:.1f}", r.detail)
+        out.print(table)
+        err.print(f"[dim]cache: {demo_inputs().parent}[/]")
+    if any(r.status == "failed" for r in reports):
+        raise typer.Exit(1)
+
+
+@app.command("serve-models")
+def serve_models(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="address to bind (keep 127.0.0.1 on untrusted networks)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8005,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="also host this Hub model, as TASK=MODEL_ID (repeatable)"),
+    ] = None,
+) -> None:
+    """Host local experts over HTTP (GET /running, /status/ID, /models, /health, /memory; POST /models/ID)."""
+    try:
+        from .server.model_server import host_from_settings, serve
+    except ImportError as exc:
+        raise _fail(f"the model server needs the server extra: pip install 'hugginggpt[server]' ({exc})") from None
+    pairs = []
+    for item in model or []:
+        task, sep, model_id = item.partition("=")
+        if not sep or not task.strip() or not model_id.strip():
+            raise _fail(f"--model takes TASK=MODEL_ID, got {item!r}")
+        pairs.append((task.strip(), model_id.strip()))
+    settings = _settings(ctx)
+    try:
+        model_host = host_from_settings(settings, pairs)
+    except HuggingGPTError as exc:
+        raise _fail(str(exc)) from None
+    err.print(f"hosting {len(model_host.cards())} models on http://{host}:{port} (files in {model_host.root})")
+    serve(model_host, bind=host, port=port)
 
 
 @catalog_app.command("refresh")
@@ -248,6 +429,134 @@ def catalog_refresh(
     except HuggingGPTError as exc:
         raise _fail(str(exc)) from None
     err.print(f"wrote {count} models for {len(tasks)} task types to {path}")
+
+
+def _server_modules() -> Any:
+    try:
+        import uvicorn
+
+        from .server import app as server_app
+    except ImportError as exc:
+        raise _fail(
+            f"the server needs the 'server' extra ({exc.name} is missing): pip install 'hugginggpt[server]'"
+        ) from None
+    return uvicorn, server_app
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8004,
+    insecure: Annotated[
+        bool, typer.Option(help="allow a non-loopback address without API keys (trusted networks only)")
+    ] = False,
+    db: Annotated[Path | None, typer.Option(help="SQLite file for history (HUGGINGGPT_DB)")] = None,
+) -> None:
+    """Serve the web page, the JARVIS-compatible API and the OpenAI-compatible API over HTTP."""
+    uvicorn, server_app = _server_modules()
+    from .server.auth import ApiKeys, check_bind, parse_keys
+
+    settings = _settings(ctx, db=db)
+    keys = ApiKeys(parse_keys(settings.api_keys))
+    try:
+        check_bind(host, keys, insecure=insecure)
+    except HuggingGPTError as exc:
+        raise _fail(str(exc)) from None
+    if not keys.required and insecure and host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]warning:[/] serving {host} without API keys: anyone who can reach it can use it")
+    gpt = _pipeline(settings)
+    err.print(
+        f"HuggingGPT on http://{host}:{port}/  (history in {settings.db}; auth: "
+        f"{'API keys' if keys.required else 'none, loopback only'})",
+        soft_wrap=True,
+    )
+    application = server_app.create_app(gpt, settings, allow_any_host=insecure)
+    uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+
+
+@app.command("bench-server")
+def bench_server(
+    requests: Annotated[int, typer.Option(help="requests sent at each concurrency level")] = 40,
+    concurrency: Annotated[int, typer.Option(help="the concurrent level compared with 1")] = 20,
+    llm_delay: Annotated[float, typer.Option(help="seconds each scripted LLM call waits, like a real LLM")] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Latency of the HTTP server: p50/p95 at 1 and N concurrent chat completions (scripted LLM, real server)."""
+    _server_modules()
+    from .server.bench import bench_server as run_bench
+
+    report = run_bench(requests=requests, levels=(1, concurrency), llm_delay=llm_delay)
+    if as_json:
+        sys.stdout.write(json.dumps({**report.model_dump(), "ratios": report.ratios()}) + "\n")
+        return
+    table = Table("concurrency", "requests", "p50 ms", "p95 ms", "mean ms", "throughput req/s")
+    for level in report.levels:
+        table.add_row(
+            str(level.concurrency),
+            str(level.requests),
+            f"{level.p50_ms:.1f}",
+            f"{level.p95_ms:.1f}",
+            f"{level.mean_ms:.1f}",
+            f"{level.throughput_rps:.1f}",
+        )
+    out.print(table)
+    for name, value in report.ratios().items():
+        out.print(f"{name}: {value:.2f}")
+    out.print(f"[dim]scripted LLM, {llm_delay:g} s per LLM call; client and server on this machine[/]")
+
+
+@app.command()
+def bench(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="print the measurements as one JSON object")] = False,
+) -> None:
+    """Time the controller LLM and the pipeline in one run: cold vs warm planning, tokens/s, plan streaming, RSS."""
+    import tempfile
+
+    from .eval.bench import run_bench
+
+    gpt = _pipeline(_settings(ctx))
+    with tempfile.TemporaryDirectory(prefix="hugginggpt-bench-") as folder:
+        try:
+            report = asyncio.run(
+                run_bench(gpt, Path(folder), progress=lambda m: err.print(f"[dim]{m}…[/]", soft_wrap=True))
+            )
+        except HuggingGPTError as exc:
+            raise _fail(str(exc)) from None
+    ratios = report.ratios()
+    if as_json:
+        sys.stdout.write(json.dumps({**report.model_dump(mode="json"), "ratios": ratios}) + "\n")
+        return
+    plans = Table("plan", "s", "1st task s", "prompt", "cached", "prompt/s", "gen", "gen/s", "tasks")
+    for label, sample in [("cold", report.cold), *(("warm", s) for s in report.warm)]:
+        plans.add_row(
+            label,
+            f"{sample.seconds:.1f}",
+            f"{sample.first_task_seconds:.1f}" if sample.first_task_seconds else "—",
+            str(sample.prompt_tokens),
+            "—" if sample.cached_tokens is None else str(sample.cached_tokens),
+            f"{sample.prompt_per_second:.0f}" if sample.prompt_per_second else "—",
+            str(sample.generated_tokens),
+            f"{sample.generation_per_second:.1f}" if sample.generation_per_second else "—",
+            str(sample.tasks) if sample.error is None else f"error: {sample.error[:40]}",
+        )
+    out.print(
+        f"controller LLM: {report.llm}; load {report.load_seconds:.1f} s; "
+        f"RSS {report.rss_mib:.0f} MiB (peak {report.peak_rss_mib:.0f} MiB)",
+        soft_wrap=True,
+    )
+    out.print(plans)
+    if report.run_streamed_seconds and report.run_sequential_seconds:
+        out.print(
+            f"one request end to end (fastest of each): {report.run_streamed_seconds:.1f} s with plan streaming, "
+            f"{report.run_sequential_seconds:.1f} s without",
+            soft_wrap=True,
+        )
+    table = Table("ratio (same run)", "value")
+    for name, value in ratios.items():
+        table.add_row(name, "—" if value is None else f"{value:.2f}")
+    out.print(table)
 
 
 @eval_app.command("taskbench")

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     task_timeout: float = Field(300.0, gt=0, description="seconds one expert may take")
     stream_plan: bool = Field(True, description="start tasks while the plan is still being written")
 
+    # embedded experts
+    expert_threads: int | None = Field(
+        None, ge=1, description="CPU threads per embedded expert model (default: the runtime's choice)"
+    )
+
     # files
     output_dir: Path = Path("outputs")
     max_download_bytes: int = Field(50_000_000, description="largest file fetched from a URL argument")
@@ -61,6 +66,43 @@ class Settings(BaseSettings):
 
     # catalogue
     catalog_snapshot: Path | None = Field(None, description="JSONL of Hub model metadata (default: the cached one)")
+
+    # expert backends for catalogue models: routing, transformers pipelines, HF Inference, model servers
+    routing: Literal["local", "remote", "hybrid"] = Field(
+        "hybrid", description="local: this machine only; remote: HF Inference only; hybrid: local first, then remote"
+    )
+    transformers_device: str = Field("cpu", description="where pipelines run: cpu, cuda, cuda:N or auto")
+    transformers_devices: dict[str, str] = Field(
+        default_factory=dict, description="per-model placement overrides, model id -> device"
+    )
+    transformers_memory_mb: int = Field(4096, ge=1, description="RAM budget for loaded pipelines (LRU beyond it)")
+    transformers_gpu_memory_mb: int | None = Field(
+        None, ge=1, description="budget per GPU for loaded pipelines (default: 90% of the card)"
+    )
+    transformers_cache_dir: Path | None = Field(None, description="Hugging Face cache to use (default: HF_HUB_CACHE)")
+    transformers_online: bool | None = Field(
+        None, description="may pipelines download models (default: unless HF_HUB_OFFLINE or the Hub is unreachable)"
+    )
+    inference_endpoint: str | None = Field(
+        None, description="HF Inference base URL (default https://router.huggingface.co/hf-inference)"
+    )
+    inference_hub_endpoint: str | None = Field(
+        None, description="Hub API asked which models HF Inference serves (default HF_ENDPOINT or huggingface.co)"
+    )
+    inference_timeout: float = Field(60.0, gt=0, description="seconds one HF Inference call may take")
+    inference_loading_wait: float = Field(20.0, ge=0, description="seconds to wait once for a model that is loading")
+    inference_status_ttl: float = Field(300.0, ge=0, description="seconds the list of served models is trusted")
+    model_servers: list[str] = Field(
+        default_factory=list, description="URLs of `hugginggpt serve-models` processes to use as experts"
+    )
+    model_server_timeout: float = Field(300.0, gt=0, description="seconds one model-server call may take")
+
+    # server (`hugginggpt serve`)
+    db: Path = Field(Path("hugginggpt.db"), description="SQLite file of the server's conversations and runs")
+    files_dir: Path | None = Field(None, description="uploads and artifacts of the server (default: <db>-files)")
+    api_keys: SecretStr | None = Field(None, description="API keys clients send as Bearer tokens, comma-separated")
+    max_runs_per_key: int = Field(4, ge=1, description="runs one API key may have in progress at once")
+    max_upload_bytes: int = Field(25_000_000, ge=1, description="largest file one upload may carry")
 
     @classmethod
     def settings_customise_sources(

@@ -17,6 +17,10 @@ class OutputTruncated(LLMError):
     """Generation stopped at the token limit, so structured output is incomplete."""
 
 
+class ModelFileError(LLMError):
+    """The embedded model file is missing, corrupt, or cannot be assembled from its installed parts."""
+
+
 class WorkspaceError(HuggingGPTError, ValueError):
     """An input path or URL is missing, outside the allowed folders, or not allowed to be fetched."""
 

@@ -149,12 +149,12 @@ class Scheduler:
                 future.set_result(result)
 
     async def _execute(self, task: Task, result: TaskResult) -> None:
-        result.started_at = datetime.now()
         try:
             expert = await self.expert_for(task)
             result.model_id = expert.card.id
             args = await resolve_args(task, self.results, self.workspace)
             result.args = args
+            result.started_at = datetime.now()  # after its selection and inputs: the expert's own time
             self.emit(Event(type="task.start", data={"task_id": task.id, "task": task.task, "model": expert.card.id}))
             ctx = ExpertContext(workspace=self.workspace, task_id=task.id, task=task.task)
             outputs = await asyncio.wait_for(self.executor.run(expert, args, ctx), self.timeout)

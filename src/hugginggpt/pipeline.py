@@ -71,7 +71,7 @@ class HuggingGPT:
         catalog = ModelCatalog(experts.cards())
         snapshot = settings.catalog_snapshot or default_snapshot_path()
         if settings.catalog_snapshot is not None or snapshot.is_file():
-            catalog.add(load_snapshot(snapshot))
+            catalog.add(experts.route(load_snapshot(snapshot)))
         return cls(llm, experts, catalog=catalog, settings=settings)
 
     async def plan(self, request: str, history: Sequence[Message] = ()) -> Plan:

@@ -22,7 +22,7 @@ from .tasks import TaskTable, TaskType
 from .types import Plan, Task, arg_modality
 
 # `<resource>-3`, JARVIS's `<GENERATED>-3`, TaskBench's `<node-3>`, and loose variants like `<resource-3>`.
-_PLACEHOLDER = re.compile(r"<\s*(?:resource|generated|node)\s*>?\s*-\s*(\d+)\s*>?", re.IGNORECASE)
+_PLACEHOLDER = re.compile(r"<\s*(?:resource|generated|node)\s*>?\s*-\s*(\d+)>?", re.IGNORECASE)
 _BARE_PLACEHOLDER = re.compile(r"<\s*(?:resource|generated|node)\s*>(?!\s*-\s*\d)", re.IGNORECASE)
 _RESOURCE = re.compile(r"<resource>-(\d+)")
 _FILE_OR_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://\S+|[^\n]*\.[A-Za-z0-9]{2,5}|<resource>-\d+)$", re.IGNORECASE)
@@ -270,7 +270,7 @@ def _check_cycles(items: list[Any]) -> None:
 
     def visit(node: int, path: list[int]) -> None:
         state[node] = 1
-        for nxt in graph.get(node, ()):
+        for nxt in graph.get(node, set()) - {node}:  # a self-reference gets its own message later
             if state.get(nxt) == 1:
                 cycle = [*path[path.index(nxt) :], nxt]
                 raise PlanError("the plan has a cycle: " + " -> ".join(f"task {n}" for n in cycle))

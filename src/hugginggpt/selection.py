@@ -62,7 +62,7 @@ class Selector:
     def submit(self, task: Task) -> asyncio.Future[Selection]:
         """A future for the task's selection: resolved now when no LLM is needed, else by `flush()`."""
         future: asyncio.Future[Selection] = asyncio.get_running_loop().create_future()
-        candidates = self.catalog.candidates(task.task, self.top_k)
+        candidates = self.catalog.candidates(task.task, self.top_k, task.args)
         if not candidates:
             self._resolve(
                 future,

@@ -79,6 +79,10 @@ DEFAULT_TASK_TYPES: tuple[TaskType, ...] = (
 )
 
 
+# The task types the paper's catalogue has: all of the above but the ones TaskBench added.
+PAPER_TASKS: tuple[str, ...] = tuple(t.name for t in DEFAULT_TASK_TYPES if t.name != "image-editing")
+
+
 def normalize_task_name(name: str) -> str:
     """Lower-case and hyphenate a task name: `Object_Detection` -> `object-detection`."""
     return re.sub(r"[\s_]+", "-", name.strip().lower())

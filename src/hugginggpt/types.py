@@ -59,6 +59,11 @@ class ModelCard(BaseModel):
     backend: Backend = "inference"
     available: bool = False
     license: str | None = None
+    requires: list[str] = Field(default_factory=list)  # task parameters the model cannot work without
+    priority: int = 0  # tie-break among equal downloads, higher first; negative for narrow, specialised models
+    availability: dict[str, bool] = Field(
+        default_factory=dict, description="per backend that could run this model: whether it can run it now"
+    )
 
 
 class Selection(BaseModel):
@@ -118,7 +123,11 @@ class LLMCall(BaseModel):
 
 
 class Answer(BaseModel):
-    """Everything a request produced: the text and the structured run behind it."""
+    """Everything a request produced: the text and the structured run behind it.
+
+    `llm_calls` counts the controller's own calls (planning, selection, response); an LLM acting as an expert
+    shows up as a task result instead.
+    """
 
     request: str
     text: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -46,9 +47,11 @@ class LocalExpert:
 
     card: ModelCard
 
-    def __init__(self, card: ModelCard, lock: asyncio.Lock | None = None) -> None:
+    def __init__(self, card: ModelCard, lock: threading.Lock | None = None) -> None:
         self.card = card
-        self._lock = lock or asyncio.Lock()
+        # a thread lock, taken in the worker thread: an asyncio.Lock would be bound to the first event loop that
+        # waits on it and fail in the next one (`hugginggpt chat` runs each turn in a new loop)
+        self._lock = lock or threading.Lock()
         self._loaded = False
 
     def load(self) -> None:
@@ -57,12 +60,29 @@ class LocalExpert:
     def predict(self, args: dict[str, str], ctx: ExpertContext) -> Outputs:
         raise NotImplementedError
 
-    def _call(self, args: dict[str, str], ctx: ExpertContext) -> Outputs:
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The lock of this expert's model; experts sharing a model share it."""
+        return self._lock
+
+    def prepare(self) -> None:
+        """Load the model now, in the calling thread, unless it is loaded already (to warm up or time it)."""
+        with self._lock:
+            self._ensure_loaded()
+
+    def _ensure_loaded(self) -> None:
         if not self._loaded:
             self.load()
             self._loaded = True
-        return self.predict(args, ctx)
+
+    def _call(self, args: dict[str, str], ctx: ExpertContext) -> Outputs:
+        with self._lock:
+            self._ensure_loaded()
+            return self.predict(args, ctx)
 
     async def run(self, args: dict[str, str], ctx: ExpertContext) -> Outputs:
-        async with self._lock:
-            return await asyncio.to_thread(self._call, args, ctx)
+        return await asyncio.to_thread(self._call, args, ctx)

