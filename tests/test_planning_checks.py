@@ -72,12 +72,18 @@ def test_a_wrongly_typed_reference_passes_the_source_file_through():
         )
 
 
-def test_media_files_must_be_mentioned_when_the_request_is_known():
+def test_a_file_from_the_examples_must_be_in_the_request():
     plan = [t("image-to-text", 0, {"image": "outputs/run-1/0-text-to-image.png"})]
-    assert validate_plan(plan, TABLE).tasks  # no request given: not checked
-    with pytest.raises(PlanError, match="which the user never mentioned"):
-        validate_plan(plan, TABLE, mentioned="Describe my photo cat.jpg")
-    assert validate_plan([t("image-to-text", 0, {"image": "Cat.JPG"})], TABLE, mentioned="describe cat.jpg").tasks
+    files = {"outputs/run-1/0-text-to-image.png"}
+    with pytest.raises(PlanError, match="a file from the examples, not from this request"):
+        validate_plan(plan, TABLE, example_files=files, mentioned="Describe my photo cat.jpg")
+    mentioned = "describe OUTPUTS/run-1/0-text-to-image.png"
+    assert validate_plan(plan, TABLE, example_files=files, mentioned=mentioned).tasks
+    # any other file passes: the user may refer to a file in an input folder without naming it
+    assert validate_plan([t("image-to-text", 0, {"image": "sign.png"})], TABLE, example_files=files).tasks
+    # and so does an example file whose stem the request names ("the sign" for sign.png)
+    sign = [t("image-to-text", 0, {"image": "sign.png"})]
+    assert validate_plan(sign, TABLE, example_files={"sign.png"}, mentioned="read the sign aloud").tasks
 
 
 def test_salvage_keeps_the_valid_tasks_and_drops_what_depends_on_the_invalid_ones():
@@ -110,19 +116,6 @@ async def test_after_a_failed_repair_the_valid_part_of_the_plan_is_kept():
         await Planner(ScriptedLLM(BAD, BAD), TABLE, salvage=False).plan("describe a.jpg and read it aloud")
 
 
-async def test_a_file_the_user_never_mentioned_asks_for_a_repair():
-    made_up = json.dumps({"tasks": [t("image-classification", 0, {"image": "target.jpg"})]})
-    fixed = json.dumps({"tasks": [t("image-classification", 0, {"image": "dog.jpg"})]})
-    llm = ScriptedLLM(made_up, fixed)
-    plan = await Planner(llm, TABLE).plan("what breed is the dog in dog.jpg?")
-    assert plan.tasks[0].args == {"image": "dog.jpg"}
-    assert "never mentioned" in llm.calls[1][0][-1].content
-    # a file named in the history counts as mentioned
-    history = [Message(role="user", content="draw a dog"), Message(role="assistant", content="done: target.jpg")]
-    plan = await Planner(ScriptedLLM(made_up), TABLE).plan("classify that picture", history)
-    assert plan.tasks[0].args == {"image": "target.jpg"}
-
-
 DEMOS = [
     {"request": "Summarise this: 'a b c'",
      "tasks": [{"step": "summarise the text", **t("summarization", 0, {"text": "a b c"})}]},
@@ -133,8 +126,23 @@ DEMOS = [
 ]  # fmt: skip
 
 
+async def test_a_file_copied_from_a_demo_asks_for_a_repair():
+    copied = json.dumps({"tasks": [t("image-classification", 0, {"image": "cat.png"})]})
+    fixed = json.dumps({"tasks": [t("image-classification", 0, {"image": "dog.jpg"})]})
+    llm = ScriptedLLM(copied, fixed)
+    planner = Planner(llm, TABLE, demos=DEMOS)
+    assert planner.example_files == {"cat.png"}
+    plan = await planner.plan("what breed is the dog in dog.jpg?")
+    assert plan.tasks[0].args == {"image": "dog.jpg"}
+    assert "a file from the examples" in llm.calls[1][0][-1].content
+    # the same file named in the history counts as the user's
+    history = [Message(role="user", content="draw a cat"), Message(role="assistant", content="done: cat.png")]
+    plan = await Planner(ScriptedLLM(copied), TABLE, demos=DEMOS).plan("classify that picture", history)
+    assert plan.tasks[0].args == {"image": "cat.png"}
+
+
 def test_demos_with_history_are_shown_last_and_only_with_a_history():
-    planner = Planner(ScriptedLLM(), TABLE, demos=DEMOS)
+    planner = Planner(ScriptedLLM(), TABLE, demos=DEMOS, steps=False)
     alone = planner.messages("first request")
     assert [m.content for m in alone if m.role == "user"] == [DEMOS[0]["request"], DEMOS[1]["request"], "first request"]
     history = [Message(role="user", content="earlier"), Message(role="assistant", content="answer")]
@@ -164,10 +172,10 @@ def test_demos_are_fitted_to_the_table():
 
 
 def test_steps_are_shown_first_when_on_and_left_out_when_off():
-    with_steps = Planner(ScriptedLLM(), TABLE, demos=DEMOS[:1], steps=True).messages("x")
+    with_steps = Planner(ScriptedLLM(), TABLE, demos=DEMOS[:1]).messages("x")  # on by default
     assert with_steps[2].content.startswith('{"tasks": [{"step": "summarise the text", "task": "summarization"')
     assert '"step" says in a few words' in with_steps[0].content
-    without = Planner(ScriptedLLM(), TABLE, demos=DEMOS[:1]).messages("x")
+    without = Planner(ScriptedLLM(), TABLE, demos=DEMOS[:1], steps=False).messages("x")
     assert '"step"' not in without[2].content and '"step"' not in without[0].content
 
 

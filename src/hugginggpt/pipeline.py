@@ -166,6 +166,10 @@ class HuggingGPT:
         except HuggingGPTError as exc:
             error = str(exc)
             emit(Event(type="error", data={"stage": "planning", "message": error}))
+        partial: str | None = None
+        if plan.dropped:  # the valid part of an invalid plan runs; say what was left out
+            partial = "part of the request could not be planned: " + "; ".join(plan.dropped)
+            emit(Event(type="error", data={"stage": "planning", "message": partial}))
         timings["planning"] = time.perf_counter() - start
 
         if plan.tasks[: len(streamed)] != streamed:
@@ -211,7 +215,7 @@ class HuggingGPT:
             llm_usage=meter.calls,
             timings={k: round(v, 3) for k, v in timings.items()},
             output_dir=str(workspace.root) if workspace.root.exists() else None,
-            error=error,
+            error=error or partial,
         )
         emit(Event(type="answer.done", data={"answer": answer.model_dump(mode="json")}))
 

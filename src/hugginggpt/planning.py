@@ -6,11 +6,10 @@ schema-constrained JSON, parses it (streamed, task by task), then validates and 
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from .demos import DemoBank, fit_demo
@@ -82,10 +81,18 @@ class PlanBuilder:
     that referred to it refer to all its parts. `dep` is recomputed from the placeholders in `args`.
     """
 
-    def __init__(self, table: TaskTable, max_tasks: int = MAX_TASKS, *, mentioned: str | None = None) -> None:
+    def __init__(
+        self,
+        table: TaskTable,
+        max_tasks: int = MAX_TASKS,
+        *,
+        example_files: Collection[str] = (),
+        mentioned: str = "",
+    ) -> None:
         self.table = table
         self.max_tasks = max_tasks
-        self.mentioned = mentioned.lower() if mentioned is not None else None
+        self.example_files = {f.lower() for f in example_files}
+        self.mentioned = mentioned.lower()
         self.tasks: list[Task] = []
         self._ids: dict[int, list[int]] = {}  # the LLM's id -> the ids it became
 
@@ -186,10 +193,10 @@ class PlanBuilder:
                 kind = media_kind(part)
                 if kind is not None and kind != modality:
                     raise PlanError(f"{where}: {key!r} needs {modality}, but {part!r} is {_a(kind)} file")
-                if self.mentioned is not None and not references(part) and part.lower() not in self.mentioned:
+                if part.lower() in self.example_files and not self._mentions(part):
                     raise PlanError(
-                        f"{where}: {key!r} names {part[:60]!r}, which the user never mentioned; "
-                        "use a file or URL from the request, or <resource>-N"
+                        f"{where}: {key!r} names {part[:60]!r}, a file from the examples, not from this request; "
+                        "use a file or URL the user gave, or <resource>-N"
                     )
         elif len(value) > MAX_ARG_CHARS * 10:
             raise PlanError(f"{where}: argument {key!r} is too long")
@@ -205,6 +212,11 @@ class PlanBuilder:
             return ", ".join(f"<resource>-{i}" for i in self._ids[int(match.group(1))])
 
         return _RESOURCE.sub(expand, value)
+
+    def _mentions(self, name: str) -> bool:
+        """Whether the request or history names this file, or at least its stem ("the sign" for sign.png)."""
+        stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
+        return name.lower() in self.mentioned or bool(stem and re.search(rf"\b{re.escape(stem)}\b", self.mentioned))
 
     def _pass_through(self, value: str, ref: int, modality: str | None) -> str | None:
         """The file task `ref` read, when `value` is just `<resource>-ref` and that task produces no `modality` but
@@ -283,39 +295,43 @@ def _check_cycles(items: list[Any]) -> None:
             visit(node, [node])
 
 
-def validate_plan(value: Any, table: TaskTable, max_tasks: int = MAX_TASKS, *, mentioned: str | None = None) -> Plan:
+def validate_plan(value: Any, table: TaskTable, max_tasks: int = MAX_TASKS, **context: Any) -> Plan:
     """Validate and repair a parsed plan (list or {"tasks": [...]}); raise PlanError when it cannot be made valid.
 
-    With `mentioned` (the request and history), file names and URLs in media arguments must occur in it."""
+    `context` (`example_files`, `mentioned`): a media argument may not name a file of the prompt's examples unless
+    the request or history (`mentioned`) names it too."""
     items = raw_tasks(value)
     _check_cycles(items)
-    builder = PlanBuilder(table, max_tasks, mentioned=mentioned)
+    builder = PlanBuilder(table, max_tasks, **context)
     for item in items:
         builder.add(item)
     return builder.plan()
 
 
-def parse_plan(text: str, table: TaskTable, max_tasks: int = MAX_TASKS, *, mentioned: str | None = None) -> Plan:
+def parse_plan(text: str, table: TaskTable, max_tasks: int = MAX_TASKS, **context: Any) -> Plan:
     """Parse LLM text into a validated plan (see `validate_plan`)."""
     try:
         value = extract_json(text)
     except JSONNotFound as exc:
         raise PlanError(str(exc)) from None
-    return validate_plan(value, table, max_tasks, mentioned=mentioned)
+    return validate_plan(value, table, max_tasks, **context)
 
 
-def salvage_plan(text: str, table: TaskTable, max_tasks: int = MAX_TASKS, *, mentioned: str | None = None) -> Plan:
+def salvage_plan(text: str, table: TaskTable, max_tasks: int = MAX_TASKS, **context: Any) -> Plan:
     """The valid tasks of a reply that fails validation: invalid tasks, and tasks that use their outputs, are left
-    out. An empty plan when nothing in the reply is usable."""
+    out, and `dropped` says why. An empty plan when nothing in the reply is usable."""
     try:
         items = raw_tasks(extract_json(text))
     except (JSONNotFound, PlanError):
         return Plan()
-    builder = PlanBuilder(table, max_tasks, mentioned=mentioned)
+    builder = PlanBuilder(table, max_tasks, **context)
+    dropped = []
     for item in items:
-        with contextlib.suppress(PlanError):
+        try:
             builder.add(item)
-    return builder.plan()
+        except PlanError as exc:
+            dropped.append(str(exc))
+    return Plan(tasks=builder.plan().tasks, dropped=dropped)
 
 
 def plan_schema(
@@ -410,7 +426,7 @@ class Planner:
         repair: bool = True,
         salvage: bool = True,
         typed: bool = True,
-        steps: bool = False,
+        steps: bool = True,
     ) -> None:
         self.llm = llm
         self.table = table
@@ -423,6 +439,10 @@ class Planner:
         self.bank = bank.fit(table) if bank is not None else None
         self.retrieve = retrieve
         self.steps = steps
+        shown = [*self.demos, *(self.bank.demos if self.bank is not None else [])]
+        self.example_files = {
+            v for d in shown for t in d["tasks"] for k, v in t["args"].items() if media_kind(v) is not None
+        }
         self.schema = plan_schema(table, max_tasks, typed=typed, steps=steps)
 
     def select_demos(self, request: str, history: Sequence[Message] = ()) -> list[dict[str, Any]]:
@@ -466,8 +486,9 @@ class Planner:
         llm = llm or self.llm
         messages = self.messages(request, history)
         mentioned = "\n".join([*(m.content for m in history), request])
+        context: dict[str, Any] = {"example_files": self.example_files, "mentioned": mentioned}
         stream = ArrayElementStream()
-        builder = PlanBuilder(self.table, self.max_tasks, mentioned=mentioned)
+        builder = PlanBuilder(self.table, self.max_tasks, **context)
         streaming_ok = on_task is not None
 
         def on_delta(delta: str) -> None:
@@ -489,7 +510,7 @@ class Planner:
         try:
             if completion.finish_reason == "length":
                 raise PlanError("the plan was cut off at the token limit")
-            return parse_plan(completion.text, self.table, self.max_tasks, mentioned=mentioned)
+            return parse_plan(completion.text, self.table, self.max_tasks, **context)
         except PlanError as first:
             if not self.repair:
                 raise
@@ -507,7 +528,7 @@ class Planner:
         try:
             if repaired.finish_reason == "length":
                 raise PlanError("the repaired plan was cut off at the token limit")
-            fixed = parse_plan(repaired.text, self.table, self.max_tasks, mentioned=mentioned)
+            fixed = parse_plan(repaired.text, self.table, self.max_tasks, **context)
         except PlanError as exc:
             second = exc
         else:
@@ -515,7 +536,7 @@ class Planner:
                 return fixed
         if self.salvage:  # the repair failed or dropped every task: keep what was valid
             for reply in (repaired, completion):
-                partial = salvage_plan(reply.text, self.table, self.max_tasks, mentioned=mentioned)
+                partial = salvage_plan(reply.text, self.table, self.max_tasks, **context)
                 if partial.tasks:
                     return partial
         if second is None:

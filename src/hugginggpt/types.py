@@ -36,9 +36,13 @@ class Task(BaseModel):
 
 
 class Plan(BaseModel):
-    """A validated task graph: ids unique, every dependency an earlier task, task names known."""
+    """A validated task graph: ids unique, every dependency an earlier task, task names known.
+
+    `dropped` says why tasks of the LLM's reply were left out, when even the repaired reply was invalid and only
+    its valid part was kept."""
 
     tasks: list[Task] = Field(default_factory=list)
+    dropped: list[str] = Field(default_factory=list)
 
     def task(self, task_id: int) -> Task:
         for task in self.tasks:
