@@ -84,6 +84,9 @@ def test_a_file_from_the_examples_must_be_in_the_request():
     # and so does an example file whose stem the request names ("the sign" for sign.png)
     sign = [t("image-to-text", 0, {"image": "sign.png"})]
     assert validate_plan(sign, TABLE, example_files={"sign.png"}, mentioned="read the sign aloud").tasks
+    # but not a stem that is a common short word: "a" in "a photo" is not a.jpg
+    with pytest.raises(PlanError, match="a file from the examples"):
+        validate_plan([t("image-to-text", 0, {"image": "a.jpg"})], TABLE, example_files={"a.jpg"}, mentioned="a photo")
 
 
 def test_salvage_keeps_the_valid_tasks_and_drops_what_depends_on_the_invalid_ones():

@@ -214,9 +214,12 @@ class PlanBuilder:
         return _RESOURCE.sub(expand, value)
 
     def _mentions(self, name: str) -> bool:
-        """Whether the request or history names this file, or at least its stem ("the sign" for sign.png)."""
+        """Whether the request or history names this file, or at least its stem ("the sign" for sign.png; stems
+        shorter than three letters, such as "a" for a.jpg, do not count)."""
         stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
-        return name.lower() in self.mentioned or bool(stem and re.search(rf"\b{re.escape(stem)}\b", self.mentioned))
+        if name.lower() in self.mentioned:
+            return True
+        return len(stem) >= 3 and re.search(rf"\b{re.escape(stem)}\b", self.mentioned) is not None
 
     def _pass_through(self, value: str, ref: int, modality: str | None) -> str | None:
         """The file task `ref` read, when `value` is just `<resource>-ref` and that task produces no `modality` but
