@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from hugginggpt.eval.taskbench import TaskBenchError, TaskBenchTools, load_samples, load_tools
+from hugginggpt.tasks import DEFAULT_TASK_TYPES
 from hugginggpt.types import arg_modality
+
+DEFAULT_DESCRIPTIONS = {t.name: t.description for t in DEFAULT_TASK_TYPES}
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "taskbench-data"
 needs_shared = pytest.mark.skipif(
@@ -102,7 +105,7 @@ def test_tool_table_maps_names_types_and_descriptions(files):
     assert tools.matched == ["Sentence Similarity", "Image Editing"]
     assert tools.unmatched == ["Image Stitcher", "Image Downloader", "Image Search"]
     assert table.get("image-stitcher").description == "stitches two images"
-    assert table.get("sentence-similarity").description == "score how similar two texts are"
+    assert table.get("sentence-similarity").description == DEFAULT_DESCRIPTIONS["sentence-similarity"]  # ours
 
 
 def test_label_tools_outside_the_tool_list_are_reported(files):

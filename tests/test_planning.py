@@ -44,6 +44,8 @@ def test_every_demo_passes_the_validator_unchanged():
         ("<node-3>", "<resource>-3"),
         ("<resource-4>", "<resource>-4"),
         ("caption: <generated>-0 and <node-1>", "caption: <resource>-0 and <resource>-1"),
+        ("<example.wav>", "example.wav"),
+        ("<https://x.org/a.png> and < b.jpg >", "https://x.org/a.png and b.jpg"),
     ],
 )
 def test_placeholder_forms_normalise(raw, expected):

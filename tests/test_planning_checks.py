@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -41,6 +42,16 @@ def test_steps_come_first_in_every_task():
     assert "step" not in plain["properties"]["tasks"]["items"]["properties"]
 
 
+def test_media_arguments_are_constrained_to_a_file_url_or_reference():
+    schema = plan_schema(TABLE.subset({"visual-question-answering"}), typed=True)
+    args = schema["properties"]["tasks"]["items"]["anyOf"][0]["properties"]["args"]["properties"]
+    pattern = re.compile(args["image"]["pattern"])
+    assert pattern.match("photo.jpg") and pattern.match("https://x.org/a b.png") and pattern.match("<resource>-3")
+    for bad in ("<photo.jpg>", "<image>-0", 'a"b', "a\\b", "line\nbreak", ""):
+        assert not pattern.match(bad), bad
+    assert "pattern" not in args["text"] and args["text"]["maxLength"]
+
+
 def test_a_media_argument_must_hold_a_file_of_its_own_kind():
     with pytest.raises(PlanError, match=r"'image' needs image, but 'talk\.wav' is an audio file"):
         validate_plan([t("image-to-text", 0, {"image": "talk.wav"})], TABLE)
@@ -53,6 +64,8 @@ def test_a_text_argument_cannot_be_a_media_file():
     # a text file, or a sentence that mentions a file, is text
     assert validate_plan([t("summarization", 0, {"text": "report.txt"})], TABLE).tasks
     assert validate_plan([t("text-to-speech", 0, {"text": "I love photo.jpg"})], TABLE).tasks
+    # and so is a link: a tool may take one (e.g. a downloader)
+    assert validate_plan([t("summarization", 0, {"text": "https://example.com/photo.jpg"})], TABLE).tasks
 
 
 def test_a_wrongly_typed_reference_passes_the_source_file_through():

@@ -26,6 +26,10 @@ _BARE_PLACEHOLDER = re.compile(r"<\s*(?:resource|generated|node)\s*>(?!\s*-\s*\d
 _RESOURCE = re.compile(r"<resource>-(\d+)")
 _FILE_OR_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://\S+|[^\n]*\.[A-Za-z0-9]{2,5}|<resource>-\d+)$", re.IGNORECASE)
 _SEPARATORS = re.compile(r"\s*(?:,|;|\band\b|\n)\s*")
+_BRACKETED_FILE = re.compile(r"<\s*((?:[a-z][a-z0-9+.-]*://)?[^<>\s]+\.[A-Za-z0-9]{2,5})\s*>", re.IGNORECASE)
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$", re.IGNORECASE)
+# What a constrained decoder may write in a media argument: `<resource>-N`, or a file name or URL without `<>`.
+MEDIA_PATTERN = r'^(<resource>-[0-9]{1,2}|[^<>"\\\n\r\t]{1,200})$'
 
 _MEDIA_EXTENSIONS = {
     "image": {"jpg", "jpeg", "png", "gif", "bmp", "tif", "tiff", "webp", "svg", "ico"},
@@ -39,9 +43,11 @@ MAX_ARG_CHARS = 400
 
 
 def normalize_placeholders(value: str) -> str:
-    """Rewrite every placeholder form to `<resource>-N`; reject a placeholder without a number."""
+    """Rewrite every placeholder form to `<resource>-N` and unwrap file names in angle brackets; reject a
+    placeholder without a number."""
     if _BARE_PLACEHOLDER.search(value):
         raise PlanError(f"placeholder without a task number in {value!r}; write <resource>-N")
+    value = _BRACKETED_FILE.sub(lambda m: m.group(1), value)  # `<photo.jpg>` means photo.jpg
     return _PLACEHOLDER.sub(lambda m: f"<resource>-{int(m.group(1))}", value)
 
 
@@ -200,7 +206,12 @@ class PlanBuilder:
                     )
         elif len(value) > MAX_ARG_CHARS * 10:
             raise PlanError(f"{where}: argument {key!r} is too long")
-        elif modality == "text" and not refs and (kind := media_kind(value.strip().strip("'\""))) is not None:
+        elif (
+            modality == "text"
+            and not refs
+            and not _URL.match(value.strip())  # a link is text: some tools take one (e.g. a downloader)
+            and (kind := media_kind(value.strip().strip("'\""))) is not None
+        ):
             readers = [t.name for t in self.table if "text" in t.outputs and _reads_only(t, kind)]
             hint = f" (e.g. {', '.join(readers[:3])})" if readers else ""
             raise PlanError(
@@ -364,7 +375,7 @@ def plan_schema(
 def _task_schema(names: list[str], keys: list[str], required: list[str], steps: bool = False) -> dict[str, Any]:
     args: dict[str, Any] = {
         "type": "object",
-        "properties": {k: {"type": "string", "maxLength": MAX_ARG_CHARS} for k in keys},
+        "properties": {k: _arg_schema(k) for k in keys},
         "additionalProperties": False,
     }
     if required:
@@ -382,6 +393,12 @@ def _task_schema(names: list[str], keys: list[str], required: list[str], steps: 
         "required": list(properties),
         "additionalProperties": False,
     }
+
+
+def _arg_schema(key: str) -> dict[str, Any]:
+    if arg_modality(key) in ("image", "audio", "video"):
+        return {"type": "string", "pattern": MEDIA_PATTERN}
+    return {"type": "string", "maxLength": MAX_ARG_CHARS}
 
 
 def estimate_tokens(text: str) -> int:
