@@ -257,6 +257,9 @@ async def test_invalid_plan_gets_one_repair_request_with_the_error():
     repair_messages = llm.calls[1][0]
     assert repair_messages[-2].content == bad
     assert "no earlier task has id 1" in repair_messages[-1].content
+    # the repair must keep at least one task: giving up with an empty plan is not a fix
+    assert llm.calls[1][1]["properties"]["tasks"]["minItems"] == 1
+    assert "minItems" not in llm.calls[0][1]["properties"]["tasks"]
 
 
 async def test_failed_repair_raises_both_errors():

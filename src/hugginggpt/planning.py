@@ -6,6 +6,7 @@ schema-constrained JSON, parses it (streamed, task by task), then validates and 
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import re
@@ -464,6 +465,9 @@ class Planner:
             v for d in shown for t in d["tasks"] for k, v in t["args"].items() if media_kind(v) is not None
         }
         self.schema = plan_schema(table, max_tasks, typed=typed, steps=steps)
+        # A repair fixes the plan it is shown: it may not give up and answer with no tasks at all.
+        self.repair_schema = copy.deepcopy(self.schema)
+        self.repair_schema["properties"]["tasks"]["minItems"] = 1
 
     def select_demos(self, request: str, history: Sequence[Message] = ()) -> list[dict[str, Any]]:
         """The demos for this request: the fixed ones, then those retrieved for it (most similar last). Demos with
@@ -541,7 +545,7 @@ class Planner:
             Message(role="user", content=render("repair.j2", error=str(error))),
         ]
         try:
-            repaired = await llm.complete(fix, json_schema=self.schema, max_tokens=1024)
+            repaired = await llm.complete(fix, json_schema=self.repair_schema, max_tokens=1024)
         except LLMError:
             raise error from None
         second: PlanError | None = None
