@@ -102,6 +102,16 @@ def test_a_file_from_the_examples_must_be_in_the_request():
         validate_plan([t("image-to-text", 0, {"image": "a.jpg"})], TABLE, example_files={"a.jpg"}, mentioned="a photo")
 
 
+def test_a_media_argument_naming_its_own_task_means_the_one_file_the_user_gave():
+    own = [t("automatic-speech-recognition", 0, {"audio": "<resource>-0"})]
+    plan = validate_plan(own, TABLE, mentioned="Transcribe 'Talk.WAV' for me, and see cat.jpg")
+    assert plan.tasks[0].args == {"audio": "Talk.WAV"}
+    # with no file, or several, of that kind it stays an error
+    for request in ("Transcribe my talk", "Transcribe a.wav and b.mp3"):
+        with pytest.raises(PlanError, match="refers to the task itself"):
+            validate_plan(own, TABLE, mentioned=request)
+
+
 def test_salvage_keeps_the_valid_tasks_and_drops_what_depends_on_the_invalid_ones():
     reply = json.dumps(
         {

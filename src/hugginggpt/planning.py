@@ -26,6 +26,7 @@ _PLACEHOLDER = re.compile(r"<\s*(?:resource|generated|node)\s*>?\s*-\s*(\d+)>?",
 _BARE_PLACEHOLDER = re.compile(r"<\s*(?:resource|generated|node)\s*>(?!\s*-\s*\d)", re.IGNORECASE)
 _RESOURCE = re.compile(r"<resource>-(\d+)")
 _FILE_OR_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://\S+|[^\n]*\.[A-Za-z0-9]{2,5}|<resource>-\d+)$", re.IGNORECASE)
+_NAMED_FILE = re.compile(r"(?:[a-z][a-z0-9+.-]*://)?[^\s'\"<>()\[\],;]+\.[A-Za-z0-9]{2,5}\b", re.IGNORECASE)
 _SEPARATORS = re.compile(r"\s*(?:,|;|\band\b|\n)\s*")
 _BRACKETED_FILE = re.compile(r"<\s*((?:[a-z][a-z0-9+.-]*://)?[^<>\s]+\.[A-Za-z0-9]{2,5})\s*>", re.IGNORECASE)
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$", re.IGNORECASE)
@@ -99,6 +100,7 @@ class PlanBuilder:
         self.table = table
         self.max_tasks = max_tasks
         self.example_files = {f.lower() for f in example_files}
+        self.given = mentioned  # the request and history as written (file names keep their case)
         self.mentioned = mentioned.lower()
         self.tasks: list[Task] = []
         self._ids: dict[int, list[int]] = {}  # the LLM's id -> the ids it became
@@ -175,8 +177,13 @@ class PlanBuilder:
         if refs and modality is None:
             raise PlanError(f"{where}: parameter {key!r} cannot take <resource>-N; only inputs can")
         for ref in refs:
+            if ref == llm_id and (given := self._only_file(value, ref, modality)) is not None:
+                return self._resolve_refs(given, key, task_type, llm_id, where)
             if ref == llm_id:
-                raise PlanError(f"{where}: argument {key!r} refers to the task itself (<resource>-{ref})")
+                raise PlanError(
+                    f"{where}: argument {key!r} refers to the task itself (<resource>-{ref}); write the input "
+                    "itself (the text, or a file name or URL from the request) or <resource>-N of an earlier task"
+                )
             if ref not in self._ids:
                 raise PlanError(
                     f"{where}: argument {key!r} uses <resource>-{ref}, but no earlier task has id {ref}; "
@@ -243,6 +250,14 @@ class PlanBuilder:
         source = self.tasks[self._index(self._ids[ref][0])]
         files = [v for k, v in source.args.items() if arg_modality(k) == modality]
         return files[0] if len(files) == 1 and not references(files[0]) else None
+
+    def _only_file(self, value: str, ref: int, modality: str | None) -> str | None:
+        """The one file of `modality` the request names, when a task's media argument is just its own
+        `<resource>-ref`: small models write "the output of this task" to mean "the user's input"."""
+        if modality not in ("image", "audio", "video") or value.strip() != f"<resource>-{ref}":
+            return None
+        named = {m.group(0) for m in _NAMED_FILE.finditer(self.given) if media_kind(m.group(0)) == modality}
+        return named.pop() if len(named) == 1 else None
 
     def _index(self, task_id: int) -> int:
         return next(i for i, t in enumerate(self.tasks) if t.id == task_id)
