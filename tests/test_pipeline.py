@@ -133,6 +133,19 @@ async def test_repaired_plan_replaces_what_streamed(tmp_path):
     assert [c.stage for c in answer.llm_usage] == ["planning", "planning", "response"]
 
 
+async def test_the_valid_part_of_a_plan_runs_and_the_answer_says_what_was_left_out(tmp_path):
+    bad = plan_json(("summarization", 0, [], {"text": "a"}), ("translation", 1, [], {"text": "<resource>-5"}))
+    gpt, _ = pipeline(
+        tmp_path, Router(bad, bad), [SleepExpert("summarization", "s", 0), SleepExpert("translation", "t", 0)]
+    )
+    events = await collect(gpt, "summarise a, then translate")
+    answer = events[-1].data["answer"]
+    assert [(r["task"], r["status"]) for r in answer["results"]] == [("summarization", "ok")]
+    assert answer["error"].startswith("part of the request could not be planned: task 1 (translation)")
+    assert answer["text"] == "Here is your answer."  # answered from what ran
+    assert any(e.type == "error" and "could not be planned" in e.data["message"] for e in events)
+
+
 async def test_empty_plan_answers_directly(tmp_path):
     gpt, _ = pipeline(tmp_path, Router('{"tasks": []}', answer="Hello!"), [SleepExpert("summarization", "s", 0)])
     answer = await gpt.run("hi")

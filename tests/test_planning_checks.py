@@ -125,6 +125,7 @@ def test_salvage_keeps_the_valid_tasks_and_drops_what_depends_on_the_invalid_one
     )
     plan = salvage_plan(reply, TABLE)
     assert [(x.id, x.task) for x in plan.tasks] == [(0, "image-to-text"), (3, "summarization")]
+    assert len(plan.dropped) == 2 and "task 1 (text-to-speech)" in plan.dropped[0]  # and says why
     assert salvage_plan("no json here", TABLE).tasks == []
 
 
