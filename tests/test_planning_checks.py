@@ -106,6 +106,10 @@ def test_a_media_argument_naming_its_own_task_means_the_one_file_the_user_gave()
     own = [t("automatic-speech-recognition", 0, {"audio": "<resource>-0"})]
     plan = validate_plan(own, TABLE, mentioned="Transcribe 'Talk.WAV' for me, and see cat.jpg")
     assert plan.tasks[0].args == {"audio": "Talk.WAV"}
+    # a text argument naming its own task means the one text document the request names
+    read = [t("summarization", 0, {"text": "<resource>-0"})]
+    plan = validate_plan(read, TABLE, mentioned="Sum up the article 'notes.txt' about photo.jpg")
+    assert plan.tasks[0].args == {"text": "notes.txt"}
     # with no file, or several, of that kind it stays an error
     for request in ("Transcribe my talk", "Transcribe a.wav and b.mp3"):
         with pytest.raises(PlanError, match="refers to the task itself"):

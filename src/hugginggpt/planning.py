@@ -38,6 +38,7 @@ _MEDIA_EXTENSIONS = {
     "audio": {"wav", "mp3", "flac", "ogg", "m4a", "aac", "wma", "aiff", "opus"},
     "video": {"mp4", "avi", "mov", "mkv", "webm", "flv", "wmv", "m4v", "mpg", "mpeg"},
 }
+_TEXT_EXTENSIONS = {"txt", "md", "csv", "json", "html", "htm", "pdf", "doc", "docx", "rtf"}
 _FILE_NAME = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?[^\s'\"<>]+\.([A-Za-z0-9]{2,5})$", re.IGNORECASE)
 
 MAX_TASKS = 8
@@ -60,6 +61,14 @@ def media_kind(value: str) -> str | None:
         return None
     extension = match.group(1).lower()
     return next((kind for kind, names in _MEDIA_EXTENSIONS.items() if extension in names), None)
+
+
+def _file_kind(name: str) -> str | None:
+    """media_kind, or text for a text document (report.txt, notes.md)."""
+    match = _FILE_NAME.match(name)
+    if match is not None and match.group(1).lower() in _TEXT_EXTENSIONS:
+        return "text"
+    return media_kind(name)
 
 
 def _reads_only(task_type: TaskType, modality: str) -> bool:
@@ -252,11 +261,11 @@ class PlanBuilder:
         return files[0] if len(files) == 1 and not references(files[0]) else None
 
     def _only_file(self, value: str, ref: int, modality: str | None) -> str | None:
-        """The one file of `modality` the request names, when a task's media argument is just its own
+        """The one file of `modality` (a text file for text) the request names, when an argument is just its own
         `<resource>-ref`: small models write "the output of this task" to mean "the user's input"."""
-        if modality not in ("image", "audio", "video") or value.strip() != f"<resource>-{ref}":
+        if modality is None or value.strip() != f"<resource>-{ref}":
             return None
-        named = {m.group(0) for m in _NAMED_FILE.finditer(self.given) if media_kind(m.group(0)) == modality}
+        named = {m.group(0) for m in _NAMED_FILE.finditer(self.given) if _file_kind(m.group(0)) == modality}
         return named.pop() if len(named) == 1 else None
 
     def _index(self, task_id: int) -> int:
