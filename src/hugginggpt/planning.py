@@ -33,12 +33,12 @@ _URL = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$", re.IGNORECASE)
 # What a constrained decoder may write in a media argument: `<resource>-N`, or a file name or URL without `<>`.
 MEDIA_PATTERN = r'^(<resource>-[0-9]{1,2}|[^<>"\\\n\r\t]{1,200})$'
 
-_MEDIA_EXTENSIONS = {
+_FILE_EXTENSIONS = {
     "image": {"jpg", "jpeg", "png", "gif", "bmp", "tif", "tiff", "webp", "svg", "ico"},
     "audio": {"wav", "mp3", "flac", "ogg", "m4a", "aac", "wma", "aiff", "opus"},
     "video": {"mp4", "avi", "mov", "mkv", "webm", "flv", "wmv", "m4v", "mpg", "mpeg"},
+    "text": {"txt", "md", "csv", "json", "html", "htm", "pdf", "doc", "docx", "rtf"},
 }
-_TEXT_EXTENSIONS = {"txt", "md", "csv", "json", "html", "htm", "pdf", "doc", "docx", "rtf"}
 _FILE_NAME = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?[^\s'\"<>]+\.([A-Za-z0-9]{2,5})$", re.IGNORECASE)
 
 MAX_TASKS = 8
@@ -54,21 +54,20 @@ def normalize_placeholders(value: str) -> str:
     return _PLACEHOLDER.sub(lambda m: f"<resource>-{int(m.group(1))}", value)
 
 
-def media_kind(value: str) -> str | None:
-    """image, audio or video when `value` is a single file name or URL with such an extension, else None."""
+def _file_kind(value: str) -> str | None:
+    """image, audio, video or text (a document such as notes.md) when `value` is a single file name or URL with
+    such an extension, else None."""
     match = _FILE_NAME.match(value)
     if match is None:
         return None
     extension = match.group(1).lower()
-    return next((kind for kind, names in _MEDIA_EXTENSIONS.items() if extension in names), None)
+    return next((kind for kind, names in _FILE_EXTENSIONS.items() if extension in names), None)
 
 
-def _file_kind(name: str) -> str | None:
-    """media_kind, or text for a text document (report.txt, notes.md)."""
-    match = _FILE_NAME.match(name)
-    if match is not None and match.group(1).lower() in _TEXT_EXTENSIONS:
-        return "text"
-    return media_kind(name)
+def media_kind(value: str) -> str | None:
+    """image, audio or video when `value` is a single file name or URL with such an extension, else None."""
+    kind = _file_kind(value)
+    return None if kind == "text" else kind
 
 
 def _reads_only(task_type: TaskType, modality: str) -> bool:
