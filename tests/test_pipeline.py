@@ -216,7 +216,7 @@ async def test_inputs_come_from_the_given_folder(tmp_path):
         )
     )
     gpt, _ = pipeline(tmp_path, router, [ColourExpert()])
-    answer = await gpt.run("classify", inputs=[folder])
+    answer = await gpt.run("classify g.png and ../x.png", inputs=[folder])
     assert answer.results[0].outputs["text"] == "green"
     assert "outside the allowed input folders" in answer.results[1].error
 

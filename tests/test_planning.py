@@ -186,7 +186,7 @@ def test_empty_plan_means_answer_directly():
 
 def test_too_many_tasks_is_an_error():
     with pytest.raises(PlanError, match="more than 2 tasks"):
-        validate_plan([t("summarization", i, {"text": "x"}) for i in range(3)], TABLE, max_tasks=2)
+        validate_plan([t("summarization", i, {"text": f"text {i}"}) for i in range(3)], TABLE, max_tasks=2)
 
 
 def test_builder_accepts_tasks_one_at_a_time():

@@ -78,6 +78,15 @@ def test_a_wrongly_typed_reference_passes_the_source_file_through():
     )
     assert plan.tasks[1].args == {"image": "a.jpg", "text": "What colour?"}
     assert plan.tasks[1].dep == []
+    # text too: "read the article" as text-to-speech, then a summary of what it read, is a summary of the article
+    plan = validate_plan(
+        [
+            t("text-to-speech", 0, {"text": "notes.txt"}),
+            t("summarization", 1, {"text": "<resource>-0"}, [0]),
+        ],
+        TABLE,
+    )
+    assert plan.tasks[1].args == {"text": "notes.txt"}
     # without a file of that kind to pass through, it stays an error
     with pytest.raises(PlanError, match=r"needs image from <resource>-0, but task 0 .* produces text"):
         validate_plan(
@@ -92,7 +101,7 @@ def test_a_file_from_the_examples_must_be_in_the_request():
         validate_plan(plan, TABLE, example_files=files, mentioned="Describe my photo cat.jpg")
     mentioned = "describe OUTPUTS/run-1/0-text-to-image.png"
     assert validate_plan(plan, TABLE, example_files=files, mentioned=mentioned).tasks
-    # any other file passes: the user may refer to a file in an input folder without naming it
+    # without a request to compare with (validating a stored plan), other files pass
     assert validate_plan([t("image-to-text", 0, {"image": "sign.png"})], TABLE, example_files=files).tasks
     # and so does an example file whose stem the request names ("the sign" for sign.png)
     sign = [t("image-to-text", 0, {"image": "sign.png"})]
@@ -100,6 +109,68 @@ def test_a_file_from_the_examples_must_be_in_the_request():
     # but not a stem that is a common short word: "a" in "a photo" is not a.jpg
     with pytest.raises(PlanError, match="a file from the examples"):
         validate_plan([t("image-to-text", 0, {"image": "a.jpg"})], TABLE, example_files={"a.jpg"}, mentioned="a photo")
+
+
+def test_a_media_argument_must_name_a_file_the_user_gave():
+    segmented = [t("image-segmentation", 0, {"image": "cat.jpg"}), t("image-to-image", 1, {"image": "masks.png"})]
+    with pytest.raises(PlanError, match=r"task 1 \(image-to-image\): 'image' names 'masks.png', a file the user did"):
+        validate_plan(segmented, TABLE, mentioned="Segment cat.jpg")
+    # named in the request or the history, by name, by stem or as a URL; or the output of a task
+    for request in ("Segment cat.jpg, then restyle masks.png", "Segment cat.jpg and restyle the masks"):
+        assert len(validate_plan(segmented, TABLE, mentioned=request).tasks) == 2
+    url = [t("image-to-text", 0, {"image": "https://example.com/x.png"})]
+    assert validate_plan(url, TABLE, mentioned="Describe https://example.com/x.png").tasks
+    with pytest.raises(PlanError, match="a file the user did not give"):
+        validate_plan(url, TABLE, mentioned="Describe a photo of the sea")
+    chained = [t("text-to-image", 0, {"text": "a cat"}), t("image-to-text", 1, {"image": "<resource>-0"}, [0])]
+    assert len(validate_plan(chained, TABLE, mentioned="Draw a cat and describe it").tasks) == 2
+
+
+def test_a_task_that_repeats_an_earlier_one_is_merged_into_it():
+    text = "John lives in Boston."
+    plan = validate_plan(
+        [
+            t("token-classification", 0, {"text": text}),
+            t("token-classification", 1, {"text": text}),  # the same task again
+            t("token-classification", 2, {"text": "<resource>-1"}, [1]),  # entities of the entities
+            t("text-to-speech", 3, {"text": "<resource>-2"}, [2]),
+        ],
+        TABLE,
+    )
+    assert [(x.id, x.task, x.args) for x in plan.tasks] == [
+        (0, "token-classification", {"text": text}),
+        (3, "text-to-speech", {"text": "<resource>-0"}),
+    ]
+    assert plan.tasks[1].dep == [0]
+    # a transforming task may well run on its own output: a translation of a translation
+    chain = [
+        t("translation", 0, {"text": "hello", "tgt_lang": "French"}),
+        t("translation", 1, {"text": "<resource>-0", "tgt_lang": "German"}, [0]),
+    ]
+    assert len(validate_plan(chain, TABLE).tasks) == 2
+
+
+def test_a_comparison_of_a_text_with_itself_is_left_out():
+    same = "The cat sat on the mat."
+    plan = validate_plan(
+        [t("token-classification", 0, {"text": same}), t("sentence-similarity", 1, {"text": same, "text_2": same})],
+        TABLE,
+    )
+    assert [x.task for x in plan.tasks] == ["token-classification"]
+    with pytest.raises(PlanError, match="task 1 was left out: it compares a text with itself"):
+        validate_plan(
+            [
+                t("sentence-similarity", 1, {"text": same, "text_2": same}),
+                t("text-to-speech", 2, {"text": "<resource>-1"}, [1]),
+            ],
+            TABLE,
+        )
+    # the outputs of tasks are not written-out texts: comparing a translation with its source is fine
+    compared = [
+        t("translation", 0, {"text": same, "tgt_lang": "French"}),
+        t("sentence-similarity", 1, {"text": "<resource>-0", "text_2": "<resource>-0"}, [0]),
+    ]
+    assert len(validate_plan(compared, TABLE).tasks) == 2
 
 
 def test_a_media_argument_naming_its_own_task_means_the_one_file_the_user_gave():

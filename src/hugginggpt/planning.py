@@ -82,6 +82,19 @@ def references(value: str) -> list[int]:
     return [int(n) for n in _RESOURCE.findall(value)]
 
 
+def _only_reference(value: str) -> int | None:
+    """N when `value` is exactly `<resource>-N`."""
+    match = _RESOURCE.fullmatch(value.strip())
+    return int(match.group(1)) if match else None
+
+
+def _compares_with_itself(task_type: TaskType, args: dict[str, str]) -> bool:
+    """Whether two text inputs of the task are the same written-out text (not task outputs): a comparison of a
+    text with itself, which no one asks for."""
+    texts = [args[k].strip() for k in task_type.inputs if arg_modality(k) == "text" and k in args]
+    return len(texts) >= 2 and len(set(texts)) < len(texts) and not any(references(t) for t in texts)
+
+
 def _split_resources(value: str) -> list[str]:
     """The resources a media argument names: one, or several separated by commas / 'and'."""
     parts = [p.strip().strip("'\"") for p in _SEPARATORS.split(value) if p.strip()]
@@ -111,7 +124,8 @@ class PlanBuilder:
         self.given = mentioned  # the request and history as written (file names keep their case)
         self.mentioned = mentioned.lower()
         self.tasks: list[Task] = []
-        self._ids: dict[int, list[int]] = {}  # the LLM's id -> the ids it became
+        self._ids: dict[int, list[int]] = {}  # the LLM's id -> the ids it became ([] when left out)
+        self._left_out: dict[int, str] = {}  # the LLM's id -> why that task was left out
 
     def plan(self) -> Plan:
         return Plan(tasks=list(self.tasks))
@@ -132,7 +146,17 @@ class PlanBuilder:
             raise PlanError(f"{where}: unknown task type {name!r}; available types: {known}")
         where = f"task {llm_id} ({task_type.name})"
         args = self._args(raw.get("args", {}), task_type, llm_id, where)
-        variants = self._variants(args, task_type)
+        if _compares_with_itself(task_type, args):
+            self._ids[llm_id] = []
+            self._left_out[llm_id] = "it compares a text with itself"
+            return []
+        same: list[int] = []  # tasks this one repeats: later references go to them
+        variants = []
+        for variant in self._variants(args, task_type):
+            if (earlier := self._redundant(task_type, variant)) is not None:
+                same.append(earlier)
+            else:
+                variants.append(variant)
         if len(self.tasks) + len(variants) > self.max_tasks:
             raise PlanError(f"the plan has more than {self.max_tasks} tasks; ask for less at once")
         new: list[Task] = []
@@ -141,8 +165,22 @@ class PlanBuilder:
             dep = sorted({n for value in variant.values() for n in references(value)})
             new.append(Task(id=new_id, task=task_type.name, dep=dep, args=variant))
             self.tasks.append(new[-1])
-        self._ids[llm_id] = [t.id for t in new]
+        self._ids[llm_id] = [*same, *(t.id for t in new)]
         return new
+
+    def _redundant(self, task_type: TaskType, args: dict[str, str]) -> int | None:
+        """The earlier task this one only repeats: the same task on the same inputs, or a labelling task
+        (a classification) run again on its own output, as in "find the entities in the entities found"."""
+        for task in self.tasks:
+            if task.task == task_type.name and task.args == args:
+                return task.id
+        if not task_type.name.endswith("classification"):
+            return None
+        sources = {_only_reference(args.get(key, "")) for key in task_type.inputs}
+        if len(sources) != 1 or None in sources:
+            return None
+        earlier = self.tasks[self._index(sources.pop())]
+        return earlier.id if earlier.task == task_type.name else None
 
     def _used(self, task_id: int) -> bool:
         return any(t.id == task_id for t in self.tasks)
@@ -192,6 +230,11 @@ class PlanBuilder:
                     f"{where}: argument {key!r} refers to the task itself (<resource>-{ref}); write the input "
                     "itself (the text, or a file name or URL from the request) or <resource>-N of an earlier task"
                 )
+            if ref in self._left_out:
+                raise PlanError(
+                    f"{where}: argument {key!r} uses <resource>-{ref}, but task {ref} was left out: "
+                    f"{self._left_out[ref]}"
+                )
             if ref not in self._ids:
                 raise PlanError(
                     f"{where}: argument {key!r} uses <resource>-{ref}, but no earlier task has id {ref}; "
@@ -215,9 +258,13 @@ class PlanBuilder:
                 kind = media_kind(part)
                 if kind is not None and kind != modality:
                     raise PlanError(f"{where}: {key!r} needs {modality}, but {part!r} is {_a(kind)} file")
-                if part.lower() in self.example_files and not self._mentions(part):
+                example = part.lower() in self.example_files
+                if (example or self.given) and not references(part) and not self._mentions(part):
+                    origin = (
+                        "a file from the examples, not from this request" if example else "a file the user did not give"
+                    )
                     raise PlanError(
-                        f"{where}: {key!r} names {part[:60]!r}, a file from the examples, not from this request; "
+                        f"{where}: {key!r} names {part[:60]!r}, {origin}; "
                         "use a file or URL the user gave, or <resource>-N"
                     )
         elif len(value) > MAX_ARG_CHARS * 10:
@@ -249,9 +296,10 @@ class PlanBuilder:
         return len(stem) >= 3 and re.search(rf"\b{re.escape(stem)}\b", self.mentioned) is not None
 
     def _pass_through(self, value: str, ref: int, modality: str | None) -> str | None:
-        """The file task `ref` read, when `value` is just `<resource>-ref` and that task produces no `modality` but
-        took one file of it: "classify a.jpg, then answer a question about <resource>-0" means about a.jpg."""
-        if modality not in ("image", "audio", "video") or value.strip() != f"<resource>-{ref}":
+        """The input task `ref` read, when `value` is just `<resource>-ref` and that task produces no `modality` but
+        took one input of it: "classify a.jpg, then answer a question about <resource>-0" means about a.jpg, and
+        "read notes.txt aloud, then summarise <resource>-0" means summarise notes.txt."""
+        if modality is None or value.strip() != f"<resource>-{ref}":
             return None
         if len(self._ids[ref]) != 1:
             return None
