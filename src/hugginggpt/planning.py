@@ -177,9 +177,10 @@ class PlanBuilder:
         if not task_type.name.endswith("classification"):
             return None
         sources = {_only_reference(args.get(key, "")) for key in task_type.inputs}
-        if len(sources) != 1 or None in sources:
+        source = sources.pop() if len(sources) == 1 else None
+        if source is None:
             return None
-        earlier = self.tasks[self._index(sources.pop())]
+        earlier = self.tasks[self._index(source)]
         return earlier.id if earlier.task == task_type.name else None
 
     def _used(self, task_id: int) -> bool:
