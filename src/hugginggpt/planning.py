@@ -385,8 +385,8 @@ def _check_cycles(items: list[Any]) -> None:
 def validate_plan(value: Any, table: TaskTable, max_tasks: int = MAX_TASKS, **context: Any) -> Plan:
     """Validate and repair a parsed plan (list or {"tasks": [...]}); raise PlanError when it cannot be made valid.
 
-    `context` (`example_files`, `mentioned`): a media argument may not name a file of the prompt's examples unless
-    the request or history (`mentioned`) names it too."""
+    `context` (`example_files`, `mentioned`): a media argument must name a file or URL the request or history
+    (`mentioned`) names, or a task's output; with no `mentioned`, only the prompt's example files are refused."""
     items = raw_tasks(value)
     _check_cycles(items)
     builder = PlanBuilder(table, max_tasks, **context)
