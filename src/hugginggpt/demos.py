@@ -49,6 +49,11 @@ def fit_demo(demo: Demo, table: TaskTable) -> Demo | None:
     return {**demo, "tasks": tasks}
 
 
+def fit_demos(demos: Sequence[Demo], table: TaskTable) -> list[Demo]:
+    """The demos usable with `table`, each fitted to it (see `fit_demo`)."""
+    return [fitted for demo in demos if (fitted := fit_demo(demo, table)) is not None]
+
+
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
@@ -71,8 +76,7 @@ class DemoBank:
 
     def fit(self, table: TaskTable) -> DemoBank:
         """The demos usable with `table` (see `fit_demo`), sharing this bank's embedder."""
-        fitted = [f for d in self.demos if (f := fit_demo(d, table)) is not None]
-        return DemoBank(fitted, self.embedder)
+        return DemoBank(fit_demos(self.demos, table), self.embedder)
 
     def _weigh(self, counts: Counter[str]) -> dict[str, float]:
         vector = {w: n * self._idf.get(w, 0.0) for w, n in counts.items()}

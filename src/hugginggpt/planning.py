@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
-from .demos import DemoBank, fit_demo
+from .demos import DemoBank, fit_demos
 from .errors import LLMError, PlanError
 from .jsontext import ArrayElementStream, JSONNotFound, extract_json
 from .llm.protocol import LLM, Message
@@ -224,13 +224,14 @@ class PlanBuilder:
         if refs and modality is None:
             raise PlanError(f"{where}: parameter {key!r} cannot take <resource>-N; only inputs can")
         for ref in refs:
-            if ref == llm_id and (given := self._only_file(value, ref, modality)) is not None:
-                return self._resolve_refs(given, key, task_type, llm_id, where)
             if ref == llm_id:
-                raise PlanError(
-                    f"{where}: argument {key!r} refers to the task itself (<resource>-{ref}); write the input "
-                    "itself (the text, or a file name or URL from the request) or <resource>-N of an earlier task"
-                )
+                given = self._only_file(value, ref, modality)
+                if given is None:
+                    raise PlanError(
+                        f"{where}: argument {key!r} refers to the task itself (<resource>-{ref}); write the input "
+                        "itself (the text, or a file name or URL from the request) or <resource>-N of an earlier task"
+                    )
+                return self._resolve_refs(given, key, task_type, llm_id, where)
             if ref in self._left_out:
                 raise PlanError(
                     f"{where}: argument {key!r} uses <resource>-{ref}, but task {ref} was left out: "
@@ -300,7 +301,7 @@ class PlanBuilder:
         """The input task `ref` read, when `value` is just `<resource>-ref` and that task produces no `modality` but
         took one input of it: "classify a.jpg, then answer a question about <resource>-0" means about a.jpg, and
         "read notes.txt aloud, then summarise <resource>-0" means summarise notes.txt."""
-        if modality is None or value.strip() != f"<resource>-{ref}":
+        if modality is None or _only_reference(value) != ref:
             return None
         if len(self._ids[ref]) != 1:
             return None
@@ -311,7 +312,7 @@ class PlanBuilder:
     def _only_file(self, value: str, ref: int, modality: str | None) -> str | None:
         """The one file of `modality` (a text file for text) the request names, when an argument is just its own
         `<resource>-ref`: small models write "the output of this task" to mean "the user's input"."""
-        if modality is None or value.strip() != f"<resource>-{ref}":
+        if modality is None or _only_reference(value) != ref:
             return None
         named = {m.group(0) for m in _NAMED_FILE.finditer(self.given) if _file_kind(m.group(0)) == modality}
         return named.pop() if len(named) == 1 else None
@@ -528,7 +529,7 @@ class Planner:
         self.repair = repair
         self.salvage = salvage
         all_demos = load_demos() if demos is None else demos
-        self.demos = [f for d in all_demos if (f := fit_demo(d, table)) is not None]
+        self.demos = fit_demos(all_demos, table)
         self.bank = bank.fit(table) if bank is not None else None
         self.retrieve = retrieve
         self.steps = steps
