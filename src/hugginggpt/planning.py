@@ -25,11 +25,14 @@ from .types import Plan, Task, arg_modality
 _PLACEHOLDER = re.compile(r"<\s*(?:resource|generated|node)\s*>?\s*-\s*(\d+)>?", re.IGNORECASE)
 _BARE_PLACEHOLDER = re.compile(r"<\s*(?:resource|generated|node)\s*>(?!\s*-\s*\d)", re.IGNORECASE)
 _RESOURCE = re.compile(r"<resource>-(\d+)")
-_FILE_OR_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://\S+|[^\n]*\.[A-Za-z0-9]{2,5}|<resource>-\d+)$", re.IGNORECASE)
-_NAMED_FILE = re.compile(r"(?:[a-z][a-z0-9+.-]*://)?[^\s'\"<>()\[\],;]+\.[A-Za-z0-9]{2,5}\b", re.IGNORECASE)
+# A URL's scheme (`https://`) and a file extension (`.jpg`), as the file and URL patterns below match them.
+_SCHEME = r"[a-z][a-z0-9+.-]*://"
+_EXTENSION = r"\.[A-Za-z0-9]{2,5}"
+_FILE_OR_URL = re.compile(rf"^(?:{_SCHEME}\S+|[^\n]*{_EXTENSION}|<resource>-\d+)$", re.IGNORECASE)
+_NAMED_FILE = re.compile(rf"(?:{_SCHEME})?[^\s'\"<>()\[\],;]+{_EXTENSION}\b", re.IGNORECASE)
 _SEPARATORS = re.compile(r"\s*(?:,|;|\band\b|\n)\s*")
-_BRACKETED_FILE = re.compile(r"<\s*((?:[a-z][a-z0-9+.-]*://)?[^<>\s]+\.[A-Za-z0-9]{2,5})\s*>", re.IGNORECASE)
-_URL = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$", re.IGNORECASE)
+_BRACKETED_FILE = re.compile(rf"<\s*((?:{_SCHEME})?[^<>\s]+{_EXTENSION})\s*>", re.IGNORECASE)
+_URL = re.compile(rf"^{_SCHEME}\S+$", re.IGNORECASE)
 # What a constrained decoder may write in a media argument: `<resource>-N`, or a file name or URL without `<>`.
 MEDIA_PATTERN = r'^(<resource>-[0-9]{1,2}|[^<>"\\\n\r\t]{1,200})$'
 
@@ -39,7 +42,7 @@ _FILE_EXTENSIONS = {
     "video": {"mp4", "avi", "mov", "mkv", "webm", "flv", "wmv", "m4v", "mpg", "mpeg"},
     "text": {"txt", "md", "csv", "json", "html", "htm", "pdf", "doc", "docx", "rtf"},
 }
-_FILE_NAME = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?[^\s'\"<>]+\.([A-Za-z0-9]{2,5})$", re.IGNORECASE)
+_FILE_NAME = re.compile(rf"^(?:{_SCHEME})?[^\s'\"<>]+\.([A-Za-z0-9]{{2,5}})$", re.IGNORECASE)
 
 MAX_TASKS = 8
 MAX_ARG_CHARS = 400
