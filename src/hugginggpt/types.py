@@ -33,6 +33,7 @@ class Task(BaseModel):
     task: str
     dep: list[int] = Field(default_factory=list)
     args: dict[str, str] = Field(default_factory=dict)
+    step: str | None = Field(None, description="the part of the request this task does, in the user's words")
 
 
 class Plan(BaseModel):
@@ -67,6 +68,15 @@ class ModelCard(BaseModel):
     priority: int = 0  # tie-break among equal downloads, higher first; negative for narrow, specialised models
     availability: dict[str, bool] = Field(
         default_factory=dict, description="per backend that could run this model: whether it can run it now"
+    )
+    specialty: list[str] = Field(
+        default_factory=list,
+        description="words that ask for what only this model is for (e.g. 'face'): it ranks first when the task's "
+        "part of the request says one, and after the general models otherwise",
+    )
+    not_for: str = Field("", description="what the model is not for, in plain words")
+    composed_from: list[str] = Field(
+        default_factory=list, description="the real models a composed expert is built from (empty: a model itself)"
     )
 
 
