@@ -84,7 +84,7 @@ async def test_four_task_plan_needs_one_batched_selection_call(tmp_path):
         SleepExpert("translation", "tr/a", 0, downloads=10),
         SleepExpert("translation", "tr/b", 0, downloads=5),
     ]
-    gpt, _ = pipeline(tmp_path, router, experts)
+    gpt, _ = pipeline(tmp_path, router, experts, selection="llm")
     answer = await gpt.run("summarise a and b, translate")
     assert [r.status for r in answer.results] == ["ok"] * 4
     assert [c.stage for c in answer.llm_usage] == ["planning", "selection", "response"]
@@ -235,12 +235,21 @@ async def test_stopping_the_stream_cancels_the_run(tmp_path):
     assert pending == []
 
 
-@pytest.mark.parametrize("strategy", ["llm", "top"])
-async def test_task_type_without_any_model_is_not_plannable(tmp_path, strategy):
-    plan = plan_json(("summarization", 0, [], {"text": "a"}), ("translation", 1, [0], {"text": "<resource>-0"}))
-    router = Router(plan, plan)
-    # translation is a known task type but no expert serves it, so it is not offered to the planner either.
+@pytest.mark.parametrize("strategy", ["fit", "llm", "top"])
+async def test_task_type_without_any_model_is_planned_and_fails_saying_what_would_serve_it(tmp_path, strategy):
+    plan = plan_json(
+        ("summarization", 0, [], {"text": "a"}),
+        ("translation", 1, [0], {"text": "<resource>-0"}),
+        ("text-to-speech", 2, [1], {"text": "<resource>-1"}),
+    )
+    router = Router(plan)
+    # translation is a known task type that no expert serves: it is still planned, as the user asked
     gpt, _ = pipeline(tmp_path, router, [SleepExpert("summarization", "s", 0)], selection=strategy)
-    assert gpt.task_types.names() == ["summarization"]
+    assert "translation" in gpt.task_types.names()
     answer = await gpt.run("go")
-    assert "unknown task type 'translation'" in (answer.error or "")
+    assert [t.task for t in answer.plan] == ["summarization", "translation", "text-to-speech"]
+    assert [r.status for r in answer.results] == ["ok", "failed", "skipped"]
+    failed = answer.results[1]
+    assert failed.error.startswith("no installed model serves translation; what would serve it:")
+    assert "Helsinki-NLP/opus-mt-en-fr" in failed.error and "HF_TOKEN" in failed.error
+    assert "task 1 (translation) failed: no installed model serves translation" in answer.results[2].error

@@ -281,10 +281,10 @@ def test_steps_are_shown_first_when_on_and_left_out_when_off():
     assert '"step"' not in without[2].content and '"step"' not in without[0].content
 
 
-async def test_steps_in_the_reply_are_ignored_by_the_plan():
-    reply = json.dumps({"tasks": [{"step": "summarise", **t("summarization", 0, {"text": "a b"})}]})
+async def test_steps_in_the_reply_are_kept_on_the_task_for_selection():
+    reply = json.dumps({"tasks": [{"step": " summarise\n the text ", **t("summarization", 0, {"text": "a b"})}]})
     plan = await Planner(ScriptedLLM(reply), TABLE, steps=True).plan("summarise 'a b'")
-    assert plan.tasks[0].model_dump() == t("summarization", 0, {"text": "a b"})
+    assert plan.tasks[0].model_dump() == {**t("summarization", 0, {"text": "a b"}), "step": "summarise the text"}
 
 
 def test_retrieved_demos_follow_the_fixed_ones_most_similar_last():

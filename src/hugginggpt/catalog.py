@@ -130,7 +130,7 @@ class ModelCatalog:
     def get(self, task: str, model_id: str) -> ModelCard | None:
         return self._cards.get((task, model_id))
 
-    def candidates(self, task: str, k: int = 5, args: dict[str, str] | None = None) -> list[ModelCard]:
+    def candidates(self, task: str, k: int | None = 5, args: dict[str, str] | None = None) -> list[ModelCard]:
         """Available cards for `task` whose required parameters `args` gives, ranked: models that use a given
         parameter first, then by downloads, likes and priority."""
         given = set(args or {})

@@ -42,7 +42,7 @@ def main(
     ] = None,
     model: Annotated[str | None, typer.Option(help="model name at that endpoint (HUGGINGGPT_LLM_MODEL)")] = None,
     model_path: Annotated[Path | None, typer.Option(help="a GGUF file for the embedded LLM")] = None,
-    selection: Annotated[str | None, typer.Option(help="model selection strategy: llm or top")] = None,
+    selection: Annotated[str | None, typer.Option(help="model selection strategy: fit (default), llm or top")] = None,
 ) -> None:
     overrides = {
         "llm_base_url": base_url,

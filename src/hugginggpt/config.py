@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     llm_context: int = Field(8192, description="context window of the embedded backend, in tokens")
 
     # stages
-    selection: Literal["llm", "top"] = "llm"
+    selection: Literal["fit", "llm", "top"] = Field(
+        "fit", description="fit: rank by card fit, LLM only for ties among catalogue models; llm: always ask; top"
+    )
     top_k: int = Field(5, ge=1, description="candidates per task shown to the selection stage")
     history_tokens: int = Field(1024, ge=0, description="budget for earlier turns in the planning prompt")
     max_concurrency: int = Field(4, ge=1, description="experts running at once")

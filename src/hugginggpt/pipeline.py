@@ -54,8 +54,8 @@ class HuggingGPT:
         self.settings = settings or Settings()
         self.catalog = catalog or ModelCatalog(experts.cards())
         self.executor = executor or LocalExecutor(self.settings.max_concurrency)
-        table = task_types or TaskTable(DEFAULT_TASK_TYPES)
-        self.task_types = table.subset(self.catalog.available_tasks())
+        # the full table: a request is planned as asked, and a task no installed model serves fails saying so
+        self.task_types = task_types or TaskTable(DEFAULT_TASK_TYPES)
         self.planner = Planner(llm, self.task_types, history_tokens=self.settings.history_tokens)
 
     @classmethod
@@ -234,6 +234,7 @@ class _Attempt:
             request,
             strategy=gpt.settings.selection,
             top_k=gpt.settings.top_k,
+            routing=gpt.settings.routing,
         )
         self.scheduler = Scheduler(
             executor=gpt.executor,

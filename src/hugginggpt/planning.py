@@ -162,11 +162,13 @@ class PlanBuilder:
                 variants.append(variant)
         if len(self.tasks) + len(variants) > self.max_tasks:
             raise PlanError(f"the plan has more than {self.max_tasks} tasks; ask for less at once")
+        step = raw.get("step")
+        step = " ".join(step.split())[:200] or None if isinstance(step, str) else None
         new: list[Task] = []
         for variant in variants:
             new_id = llm_id if not self._used(llm_id) and not new else self._next_id()
             dep = sorted({n for value in variant.values() for n in references(value)})
-            new.append(Task(id=new_id, task=task_type.name, dep=dep, args=variant))
+            new.append(Task(id=new_id, task=task_type.name, dep=dep, args=variant, step=step))
             self.tasks.append(new[-1])
         self._ids[llm_id] = [*same, *(t.id for t in new)]
         return new

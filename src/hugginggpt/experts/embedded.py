@@ -33,6 +33,8 @@ def _card(
     *tags: str,
     requires: tuple[str, ...] = (),
     priority: int = 0,
+    specialty: tuple[str, ...] = (),
+    not_for: str = "",
 ) -> ModelCard:
     return ModelCard(
         id=model_id,
@@ -44,7 +46,20 @@ def _card(
         tags=["embedded", *tags],
         requires=list(requires),
         priority=priority,
+        specialty=list(specialty),
+        not_for=not_for,
     )
+
+
+# What a request says when it asks for the text written in an image, or for the sentiment of a text.
+OCR_WORDS = (
+    "text", "read", "written", "writing", "words", "word", "says", "say", "sign", "ocr", "letters", "printed",
+    "label", "handwriting", "title", "headline", "number plate", "transcribe",
+)  # fmt: skip
+SENTIMENT_WORDS = (
+    "sentiment", "positive", "negative", "neutral", "opinion", "mood", "tone", "feel", "feeling", "happy",
+    "angry", "emotion", "like it", "review",
+)  # fmt: skip
 
 
 def _ocr_present() -> bool:
@@ -72,6 +87,8 @@ def embedded_experts(settings: Settings) -> list[LocalExpert]:
                 _ocr_present(),
                 "ocr",
                 "onnx",
+                specialty=OCR_WORDS,
+                not_for="describing what a picture shows",
             ),
             threads=threads,
         ),
@@ -136,6 +153,8 @@ def embedded_experts(settings: Settings) -> list[LocalExpert]:
                 minilm,
                 "retrieval",
                 "onnx",
+                specialty=("quote", "sentence", "exact words", "retrieve", "passage"),
+                not_for="questions whose answer needs reasoning or is not written in one sentence of the context",
             ),
             embedder,
             minilm_lock,
@@ -161,6 +180,8 @@ def embedded_experts(settings: Settings) -> list[LocalExpert]:
                 "MIT",
                 importable("vaderSentiment"),
                 "sentiment",
+                specialty=SENTIMENT_WORDS,
+                not_for="labels other than positive, negative and neutral",
             )
         ),
         SummaryExpert(
@@ -172,6 +193,8 @@ def embedded_experts(settings: Settings) -> list[LocalExpert]:
                 "Apache-2.0",
                 importable("sumy", "nltk", "numpy"),
                 "extractive",
+                specialty=("extractive", "key sentence", "most important sentence", "main sentence", "excerpt"),
+                not_for="summaries in new words; very short texts",
             )
         ),
         FaceExpert(
@@ -185,6 +208,8 @@ def embedded_experts(settings: Settings) -> list[LocalExpert]:
                 "faces",
                 "opencv",
                 priority=-1,
+                specialty=("face", "facial"),
+                not_for="any object other than frontal human faces: people, animals, vehicles, things",
             )
         ),
     ]

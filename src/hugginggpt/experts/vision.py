@@ -348,7 +348,8 @@ class ComposedCaptionExpert(LocalExpert):
                 available=available,
                 license="MIT AND Apache-2.0",
                 tags=["caption", "composed"],
-                priority=-1,  # composed from other experts: a real image-to-text model ranks first at equal downloads
+                composed_from=[CLASSIFIER_ID, DETECTOR_ID],  # a real image-to-text model ranks first at equal fit
+                not_for="reading the text in an image; fine detail, actions or relations between objects",
                 description=(
                     "a caption composed from two real models, not a captioning network: the ImageNet class "
                     "(EfficientNet-Lite0) plus COCO object counts (CenterNet), e.g. 'a photo of a tabby cat; "
