@@ -155,3 +155,40 @@ async def test_cancel_stops_running_tasks(tmp_path):
     await asyncio.sleep(0.05)
     await scheduler.cancel()
     assert scheduler.results[0].status == "failed" and scheduler.results[0].error == "cancelled"
+
+
+# --- text documents named in a text argument ---------------------------------------------------------------------
+
+
+async def test_a_text_argument_naming_a_document_gets_its_content(tmp_path):
+    summariser = SleepExpert("summarization", "m/sum", 0)
+    scheduler = make_scheduler(tmp_path, [summariser])
+    (tmp_path / "in" / "notes.md").write_text("# Notes\nThe meeting moved to Friday.", encoding="utf-8")
+    scheduler.add(Task(id=0, task="summarization", args={"text": "notes.md"}))
+    scheduler.add(Task(id=1, task="summarization", args={"text": "'notes.md'"}))
+    results = await scheduler.wait()
+    assert [r.status for r in results] == ["ok", "ok"]
+    assert results[0].outputs["text"] == "summarization: # Notes\nThe meeting moved to Friday."
+    assert results[0].args["text"].startswith("# Notes")  # the task records what the expert was given
+
+
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        ("big.txt", "word " * 5000, "big.txt is 25,000 bytes; a text input may be at most 20,000"),
+        ("latin1.txt", "caf\xe9".encode("latin-1"), "latin1.txt is not UTF-8 text"),
+        ("empty.csv", "  \n", "empty.csv is empty"),
+        ("report.pdf", b"%PDF-1.4", "report.pdf cannot be read as text: only .csv, .json, .md, .txt documents can"),
+        ("missing.txt", None, "input file 'missing.txt' not found"),
+        ("../secret.txt", None, "'../secret.txt' is outside the allowed input folders"),
+    ],
+)
+async def test_a_bad_text_document_fails_its_task_with_the_reason(tmp_path, name, content, reason):
+    scheduler = make_scheduler(tmp_path, [SleepExpert("summarization", "m/sum", 0)])
+    (tmp_path / "secret.txt").write_text("not yours")
+    if content is not None:
+        path = tmp_path / "in" / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    scheduler.add(Task(id=0, task="summarization", args={"text": name}))
+    (result,) = await scheduler.wait()
+    assert result.status == "failed" and reason in result.error

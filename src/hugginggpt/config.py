@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     # files
     output_dir: Path = Path("outputs")
     max_download_bytes: int = Field(50_000_000, description="largest file fetched from a URL argument")
+    max_text_bytes: int = Field(20_000, ge=1, description="largest text document (.txt .md .csv .json) read as input")
     allow_private_urls: bool = Field(False, description="let URL arguments reach loopback and private networks")
 
     # catalogue

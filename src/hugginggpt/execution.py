@@ -9,7 +9,7 @@ from typing import Protocol
 
 from .errors import HuggingGPTError
 from .experts.protocol import Expert, ExpertContext, Outputs
-from .planning import references
+from .planning import file_kind, references
 from .types import Artifact, Event, Task, TaskResult, arg_modality
 from .workspace import Workspace, is_url
 
@@ -41,7 +41,8 @@ class TaskFailed(HuggingGPTError):
 
 
 async def resolve_args(task: Task, results: dict[int, TaskResult], workspace: Workspace) -> dict[str, str]:
-    """Substitute `<resource>-N` with task N's output of the argument's modality; confine and fetch input files."""
+    """Substitute `<resource>-N` with task N's output of the argument's modality; confine and fetch input files;
+    a text argument that is just the name (or URL) of a text document gets the document's content."""
     resolved: dict[str, str] = {}
     for key, value in task.args.items():
         modality = arg_modality(key)
@@ -59,6 +60,11 @@ async def resolve_args(task: Task, results: dict[int, TaskResult], workspace: Wo
                 resolved[key] = str(await workspace.fetch(value.strip()))
             else:
                 resolved[key] = str(workspace.resolve_input(value))
+        elif modality == "text" and not refs and file_kind(value.strip().strip("'\"")) == "text":
+            # a text argument that names a document means its content
+            name = value.strip().strip("'\"")
+            path = await workspace.fetch(name) if is_url(name) else workspace.resolve_input(name)
+            resolved[key] = workspace.read_text(path)
         elif modality == "text" and refs:
             text = value
             for ref in dict.fromkeys(refs):

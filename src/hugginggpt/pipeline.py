@@ -117,6 +117,7 @@ class HuggingGPT:
             [*inputs, out],
             max_download_bytes=self.settings.max_download_bytes,
             allow_private_urls=self.settings.allow_private_urls,
+            max_text_bytes=self.settings.max_text_bytes,
         )
         runner = asyncio.create_task(self._run(request, history, workspace, queue.put_nowait))
         try:

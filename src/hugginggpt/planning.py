@@ -57,7 +57,7 @@ def normalize_placeholders(value: str) -> str:
     return _PLACEHOLDER.sub(lambda m: f"<resource>-{int(m.group(1))}", value)
 
 
-def _file_kind(value: str) -> str | None:
+def file_kind(value: str) -> str | None:
     """image, audio, video or text (a document such as notes.md) when `value` is a single file name or URL with
     such an extension, else None."""
     match = _FILE_NAME.match(value)
@@ -69,7 +69,7 @@ def _file_kind(value: str) -> str | None:
 
 def media_kind(value: str) -> str | None:
     """image, audio or video when `value` is a single file name or URL with such an extension, else None."""
-    kind = _file_kind(value)
+    kind = file_kind(value)
     return None if kind == "text" else kind
 
 
@@ -319,7 +319,7 @@ class PlanBuilder:
         `<resource>-ref`: small models write "the output of this task" to mean "the user's input"."""
         if modality is None or _only_reference(value) != ref:
             return None
-        named = {m.group(0) for m in _NAMED_FILE.finditer(self.given) if _file_kind(m.group(0)) == modality}
+        named = {m.group(0) for m in _NAMED_FILE.finditer(self.given) if file_kind(m.group(0)) == modality}
         return named.pop() if len(named) == 1 else None
 
     def _index(self, task_id: int) -> int:

@@ -52,6 +52,9 @@ def is_url(value: str) -> bool:
     return bool(re.match(r"^https?://", value.strip(), re.IGNORECASE))
 
 
+READABLE_TEXT = frozenset({".txt", ".md", ".csv", ".json"})
+
+
 class Workspace:
     """Where one request reads and writes files.
 
@@ -67,6 +70,7 @@ class Workspace:
         request_id: str | None = None,
         max_download_bytes: int = 50_000_000,
         allow_private_urls: bool = False,
+        max_text_bytes: int = 20_000,
     ) -> None:
         self.request_id = request_id or new_request_id()
         self.output_dir = Path(output_dir)
@@ -74,6 +78,7 @@ class Workspace:
         self.input_roots = [Path(r) for r in input_roots]
         self.max_download_bytes = max_download_bytes
         self.allow_private_urls = allow_private_urls
+        self.max_text_bytes = max_text_bytes
 
     def resolve_input(self, value: str) -> Path:
         """The file an argument names. Raises WorkspaceError when it is missing or outside the allowed folders."""
@@ -94,6 +99,27 @@ class Workspace:
                 return candidate
         allowed = ", ".join(str(r) for r in self.input_roots)
         raise WorkspaceError(f"input file {name!r} not found in {allowed}")
+
+    def read_text(self, path: Path) -> str:
+        """The content of a text document the user gave (.txt, .md, .csv, .json), at most `max_text_bytes`, UTF-8.
+        Raises WorkspaceError saying what is wrong: another kind of document, too large, not UTF-8."""
+        path = Path(path)
+        if path.suffix.lower() not in READABLE_TEXT:
+            kinds = ", ".join(sorted(READABLE_TEXT))
+            raise WorkspaceError(f"{path.name} cannot be read as text: only {kinds} documents can (convert it first)")
+        size = path.stat().st_size
+        if size > self.max_text_bytes:
+            raise WorkspaceError(
+                f"{path.name} is {size:,} bytes; a text input may be at most {self.max_text_bytes:,} "
+                "(HUGGINGGPT_MAX_TEXT_BYTES), so give a shorter part of it"
+            )
+        try:
+            text = path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise WorkspaceError(f"{path.name} is not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+        if not text.strip():
+            raise WorkspaceError(f"{path.name} is empty")
+        return text
 
     def new_path(self, task_id: int, task: str, suffix: str) -> Path:
         """A fresh path for an output of `task`, e.g. outputs/<request>/0-object-detection-1a2b3c.png."""
