@@ -52,6 +52,19 @@ def test_plan_json_prints_the_validated_plan(endpoint):
     assert [t["task"] for t in tasks] == ["summarization", "translation"] and tasks[1]["dep"] == [0]
 
 
+def test_plan_marks_a_task_no_installed_model_serves(monkeypatch):
+    plan = {"tasks": [{"task": "depth-estimation", "id": 0, "dep": [], "args": {"image": "room.jpg"}}]}
+    with OpenAIServer(lambda body: Reply(json.dumps(plan))) as server:
+        monkeypatch.setenv("HUGGINGGPT_LLM_BASE_URL", server.url)
+        shown = runner.invoke(app, ["plan", "show me a depth map of room.jpg"])
+        as_json = runner.invoke(app, ["plan", "show me a depth map of room.jpg", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert "0: depth-estimation" in shown.stdout and "[unavailable]" in shown.stdout
+    assert "no installed model serves depth-estimation; what would serve it:" in shown.stdout
+    (task,) = json.loads(as_json.stdout)
+    assert task["available"] is False and "Intel/dpt-large" in task["unavailable"]
+
+
 def test_run_json_prints_one_answer_object(endpoint):
     result = runner.invoke(app, ["run", "summarise and translate", "--json"])
     assert result.exit_code == 0, result.output
@@ -59,8 +72,10 @@ def test_run_json_prints_one_answer_object(endpoint):
     assert {"text", "plan", "selections", "results", "llm_calls", "timings"} <= set(answer)
     assert answer["text"] == "Les chats dorment."
     assert [r["status"] for r in answer["results"]] == ["ok", "ok"]
-    # summarization has two candidates (the LLM and an embedded summariser): one batched selection call
-    assert [c["stage"] for c in answer["llm_usage"]] == ["planning", "selection", "response"]
+    # summarization has two candidates (the LLM and the extractive summariser, a specialist not asked for here):
+    # chosen by fit, with no selection call
+    assert [c["stage"] for c in answer["llm_usage"]] == ["planning", "response"]
+    assert answer["selections"][0]["model_id"].startswith("llm:") and answer["selections"][0]["strategy"] == "fit"
 
 
 def test_run_shows_progress_and_the_answer(endpoint):

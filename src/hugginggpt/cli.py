@@ -186,20 +186,32 @@ def plan(
     request: Annotated[str, typer.Argument(help="the request to plan")],
     as_json: Annotated[bool, typer.Option("--json", help="print the plan as a JSON list of tasks")] = False,
 ) -> None:
-    """Stage 1 only: print the validated task plan."""
-    gpt = _pipeline(_settings(ctx))
+    """Stage 1 only: print the validated task plan; tasks no installed model serves are marked unavailable."""
+    from .coverage import what_would_serve
+
+    settings = _settings(ctx)
+    gpt = _pipeline(settings)
     try:
         result = asyncio.run(gpt.plan(request))
     except HuggingGPTError as exc:
         raise _fail(str(exc)) from None
-    tasks = [t.model_dump() for t in result.tasks]
+    tasks = []
+    for task in result.tasks:
+        item = task.model_dump()
+        item["available"] = bool(gpt.catalog.candidates(task.task, 1, task.args))
+        if not item["available"]:
+            item["unavailable"] = what_would_serve(task.task, gpt.catalog, routing=settings.routing)
+        tasks.append(item)
     if as_json:
         sys.stdout.write(json.dumps(tasks) + "\n")
         return
     if not tasks:
         out.print("No tasks: the LLM would answer this directly.")
     for task in tasks:
-        out.print(f"{task['id']}: {task['task']} {json.dumps(task['args'])} dep={task['dep']}", markup=False)
+        line = f"{task['id']}: {task['task']} {json.dumps(task['args'])} dep={task['dep']}"
+        out.print(line if task["available"] else f"{line}  [unavailable]", markup=False)
+        if not task["available"]:
+            out.print(f"   {task['unavailable']}", markup=False, style="dim")
 
 
 @app.command()
