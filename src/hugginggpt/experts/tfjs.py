@@ -238,6 +238,10 @@ class _Converter:
             "Transpose": self._transpose,
             "Pack": self._pack,
             "Softmax": self._softmax,
+            "Pad": self._pad,
+            "PadV2": self._pad,
+            "SplitV": self._split,
+            "SparseToDense": self._sparse_to_dense,
         }
         for op in _UNARY:
             self._handlers[op] = self._unary
@@ -746,3 +750,47 @@ class _Converter:
         out = self._result(node)
         self._emit("Softmax", [self._nhwc(node, x)], [out], axis=-1)
         self._set(node, _Value(out, rank=getattr(x, "rank", None), dtype=getattr(x, "dtype", None)))
+
+    def _pad(self, node: dict[str, Any]) -> None:
+        """Pad and PadV2 (constant padding); the paddings are a constant [rank, 2] of (before, after)."""
+        x, paddings_arg, *rest = self._args(node)
+        paddings = self._const(node, paddings_arg, "the paddings").astype(np.int64).reshape(-1, 2)
+        value = self._const(node, rest[0], "the pad value") if rest else np.array(0, np.float32)
+        if isinstance(x, np.ndarray):
+            x = _Value(self._initializer(x, node["name"]), rank=x.ndim, dtype=x.dtype)
+        nchw = x.nchw and len(paddings) == 4
+        if nchw:
+            paddings = paddings[list(_TO_NCHW)]
+        pads = self._initializer(np.concatenate([paddings[:, 0], paddings[:, 1]]), node["name"])
+        fill = self._initializer(np.asarray(value, dtype=x.dtype or np.float32).reshape(()), node["name"])
+        out = self._result(node)
+        self._emit("Pad", [self._layout(x, nchw=nchw), pads, fill], [out], mode="constant")
+        self._set(node, _Value(out, nchw=nchw, rank=len(paddings), dtype=x.dtype))
+
+    def _split(self, node: dict[str, Any]) -> None:
+        """SplitV: sizes (a constant, at most one -1) along a constant axis; one output per piece (`node:i`)."""
+        x, sizes_arg, axis_arg = self._args(node)
+        sizes = self._const(node, sizes_arg, "the split sizes").astype(np.int64).reshape(-1)
+        axis = int(self._const(node, axis_arg, "the axis"))
+        if (sizes < 0).any():
+            raise ConversionError(f"{node['name']}: SplitV with an inferred (-1) size is not supported")
+        rank = x.ndim if isinstance(x, np.ndarray) else x.rank
+        if axis < 0:
+            if rank is None:
+                raise ConversionError(f"{node['name']}: a negative split axis needs a known rank")
+            axis %= rank
+        outs = [self._result(node, i) for i in range(len(sizes))]
+        split = self._initializer(sizes, node["name"])
+        self._emit("Split", [self._nhwc(node, x), split], outs, axis=axis)
+        for i, out in enumerate(outs):
+            self._set(node, _Value(out, rank=rank, dtype=getattr(x, "dtype", None)), i)
+
+    def _sparse_to_dense(self, node: dict[str, Any]) -> None:
+        """SparseToDense of constants (TF's converters leave it in shape arithmetic): folded here with numpy."""
+        indices, shape, values, default = (self._const(node, a, "every SparseToDense input") for a in self._args(node))
+        dense = np.full(np.atleast_1d(shape).astype(np.int64), default, dtype=values.dtype)
+        index = np.atleast_2d(indices.astype(np.int64))
+        if index.shape[0] == 1 and dense.ndim == 1 and index.shape[1] != 1:
+            index = index.T
+        dense[tuple(index.T)] = values
+        self._set(node, dense)
