@@ -611,6 +611,40 @@ def eval_taskbench(
     _show_report(report)
 
 
+@eval_app.command("e2e")
+def eval_e2e(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as one JSON object")] = False,
+    only: Annotated[str | None, typer.Option(help="only the cases of this kind, e.g. 'ocr' or 'vqa'")] = None,
+    matching: Annotated[str | None, typer.Option("-k", help="only the cases whose id or request contains this")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="at most N cases")] = None,
+    inputs_dir: Annotated[Path | None, typer.Option(help="build the inputs here (default: a temporary folder)")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="keep the outputs here (default: a temporary folder)")] = None,
+) -> None:
+    """Run the end-to-end suite (user requests on photos, drawn documents, espeak-ng speech and text files) and check
+    each answer as a person would: success per kind, failures with reasons, LLM calls and seconds per request."""
+    from .eval.e2e import format_case, format_report, run_from_settings
+
+    settings = _settings(ctx)
+    try:
+        report = run_from_settings(
+            settings,
+            only=only,
+            matching=matching,
+            limit=limit,
+            inputs_dir=inputs_dir,
+            output_dir=output_dir,
+            on_case=lambda result: err.print(format_case(result), markup=False, highlight=False, soft_wrap=True),
+            progress=lambda message: err.print(f"[dim]{message}[/]", soft_wrap=True),
+        )
+    except HuggingGPTError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(report.model_dump_json() + "\n")
+        return
+    out.print(format_report(report), markup=False, soft_wrap=True)
+
+
 def _show_prediction(prediction: Any) -> None:
     if prediction.plan is None:
         status = f"[red]unparsable[/] {prediction.error}"
