@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from helpers import ColourExpert, DrawExpert, SleepExpert, role_of, write_png
+from helpers import ColourExpert, CrashExpert, DrawExpert, SleepExpert, role_of, write_png
+from hugginggpt.account import split_answer
 from hugginggpt.config import Settings
 from hugginggpt.errors import LLMError
 from hugginggpt.experts import ExpertRegistry, llm_experts
@@ -61,7 +62,10 @@ async def test_two_task_plan_runs_end_to_end_with_two_llm_calls(tmp_path):
     gpt, _ = pipeline(tmp_path, router, [DrawExpert(), ColourExpert()])
     answer = await gpt.run("draw a red square and classify it")
     assert [r.status for r in answer.results] == ["ok", "ok"]
-    assert answer.text == "Here is your answer."
+    direct, account = split_answer(answer.text)
+    assert direct == "Here is your answer."  # the LLM's reply; the account below it is rendered from the results
+    assert "Task 0, text to image" in account and "model test/draw, ok" in account
+    assert answer.artifacts()[0].path in account and "model test/colour, ok" in account and "Result: red" in account
     assert answer.llm_calls == 2 and [c.stage for c in answer.llm_usage] == ["planning", "response"]
     assert {"planning", "selection", "execution", "response", "total"} <= set(answer.timings)
     (artifact,) = answer.artifacts()
@@ -111,7 +115,9 @@ async def test_tasks_start_while_the_plan_is_still_streaming(tmp_path):
     types = [e.type for e in events]
     assert types.index("task.start") < types.index("plan.done")
     assert types[-1] == "answer.done"
-    assert "".join(e.data["text"] for e in events if e.type == "answer.token") == "Here is your answer."
+    streamed = "".join(e.data["text"] for e in events if e.type == "answer.token")
+    assert streamed == events[-1].data["answer"]["text"]
+    assert split_answer(streamed)[0] == "Here is your answer."
 
 
 async def test_without_streaming_the_plan_comes_first(tmp_path):
@@ -142,7 +148,7 @@ async def test_the_valid_part_of_a_plan_runs_and_the_answer_says_what_was_left_o
     answer = events[-1].data["answer"]
     assert [(r["task"], r["status"]) for r in answer["results"]] == [("summarization", "ok")]
     assert answer["error"].startswith("part of the request could not be planned: task 1 (translation)")
-    assert answer["text"] == "Here is your answer."  # answered from what ran
+    assert split_answer(answer["text"])[0] == "Here is your answer."  # answered from what ran
     assert any(e.type == "error" and "could not be planned" in e.data["message"] for e in events)
 
 
@@ -173,9 +179,10 @@ async def test_response_failure_falls_back_to_a_summary_of_results(tmp_path):
     router = Router(plan_json(("summarization", 0, [], {"text": "cats sleep"})), fail_response=True)
     gpt, _ = pipeline(tmp_path, router, [SleepExpert("summarization", "sum/model", 0)])
     answer = await gpt.run("summarise")
-    assert "response model down" in answer.text
-    assert "Task 0 (summarization) with sum/model: ok" in answer.text
-    assert "summarization: cats sleep" in answer.text
+    direct, account = split_answer(answer.text)
+    assert "I could not write the answer (response model down)" in direct
+    assert '- Summarization of "cats sleep": summarization: cats sleep.' in direct
+    assert "model sum/model, ok" in account
 
 
 async def test_llm_expert_serves_text_tasks(tmp_path):
@@ -253,3 +260,31 @@ async def test_task_type_without_any_model_is_planned_and_fails_saying_what_woul
     assert failed.error.startswith("no installed model serves translation; what would serve it:")
     assert "Helsinki-NLP/opus-mt-en-fr" in failed.error and "HF_TOKEN" in failed.error
     assert "task 1 (translation) failed: no installed model serves translation" in answer.results[2].error
+
+
+async def test_an_invented_file_in_the_reply_never_streams_and_an_error_event_says_what_was_removed(tmp_path):
+    router = Router(
+        plan_json(("summarization", 0, [], {"text": "cats sleep"})),
+        answer="Cats sleep a lot. I saved the summary as 0-summarization-123456.txt.",
+    )
+    gpt, _ = pipeline(tmp_path, router, [SleepExpert("summarization", "sum/model", 0)])
+    conversation = Conversation()
+    events = await collect(gpt, "summarise: cats sleep", conversation=conversation)
+    streamed = "".join(e.data["text"] for e in events if e.type == "answer.token")
+    answer = events[-1].data["answer"]
+    assert streamed == answer["text"] and "123456" not in streamed
+    direct, account = split_answer(answer["text"])
+    assert direct == "Cats sleep a lot." and "model sum/model, ok" in account
+    (removed,) = [e.data for e in events if e.type == "error" and e.data["stage"] == "grounding"]
+    assert "0-summarization-123456.txt" in removed["sentence"] and "did not produce" in removed["reason"]
+    assert conversation.messages[1].content == "Cats sleep a lot."  # the account stays out of later prompts
+
+
+async def test_when_every_task_failed_the_answer_says_why_without_a_response_call(tmp_path):
+    router = Router(plan_json(("text-to-image", 0, [], {"text": "a lighthouse"})), answer="I drew a lighthouse.")
+    gpt, _ = pipeline(tmp_path, router, [CrashExpert("text-to-image", "test/crash")])
+    answer = await gpt.run("draw a lighthouse")
+    direct, account = split_answer(answer.text)
+    assert direct == 'I could not produce an image (text to image of "a lighthouse"): RuntimeError: model exploded.'
+    assert "model test/crash, failed" in account and "drew" not in answer.text
+    assert [c.stage for c in answer.llm_usage] == ["planning"]

@@ -7,15 +7,18 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
+from .account import render_account, split_answer
 from .catalog import ModelCatalog
 from .config import Settings
 from .errors import ExpertError, HuggingGPTError
 from .execution import Executor, LocalExecutor, Scheduler
 from .experts.protocol import Expert
 from .experts.registry import ExpertRegistry
+from .facts import task_facts
+from .grounding import Grounds
 from .llm.protocol import LLM, Message, UsageMeter
 from .planning import Planner, trim_history
-from .response import respond, result_digest
+from .response import respond
 from .selection import Selector
 from .tasks import DEFAULT_TASK_TYPES, TaskTable
 from .types import Answer, Event, Plan, Selection, Task, TaskResult
@@ -31,7 +34,8 @@ class Conversation:
 
     def record(self, answer: Answer) -> None:
         files = [a.path for a in answer.artifacts()]
-        content = answer.text + (f"\nFiles: {', '.join(files)}" if files else "")
+        direct, _ = split_answer(answer.text)  # the account of the workflow stays out of later prompts
+        content = direct + (f"\nFiles: {', '.join(files)}" if files else "")
         self.messages += [Message(role="user", content=answer.request), Message(role="assistant", content=content)]
         self.answers.append(answer)
 
@@ -190,20 +194,31 @@ class HuggingGPT:
 
         mark = time.perf_counter()
         selections = [attempt.selector.selections[t.id] for t in plan.tasks if t.id in attempt.selector.selections]
-        digest = result_digest(plan.tasks, selections, results)
+        facts = task_facts(plan.tasks, selections, results, self.task_types)
         if error is not None:
             text = f"I could not plan this request: {error}"
             emit(Event(type="answer.token", data={"text": text}))
         else:
-            text, response_error = await respond(
+            told = [request, *(m.content for m in history)]
+            given = [v for item in (*plan.tasks, *results) for v in item.args.values()]
+            response = await respond(
                 meter.bind(self.llm, "response"),
                 request,
-                digest,
+                facts,
+                grounds=Grounds.of(facts, told, given),
                 history=trim_history(history, self.settings.history_tokens),
                 on_delta=lambda delta: emit(Event(type="answer.token", data={"text": delta})),
             )
-            if response_error:
-                emit(Event(type="error", data={"stage": "response", "message": response_error}))
+            text = response.text
+            if response.error:
+                emit(Event(type="error", data={"stage": "response", "message": response.error}))
+            for removal in response.removed:
+                message = f"removed from the answer: {removal.sentence!r} ({removal.reason})"
+                emit(Event(type="error", data={"stage": "grounding", "message": message, **removal.model_dump()}))
+        if account := render_account(facts):
+            for line in account.splitlines(keepends=True):
+                emit(Event(type="answer.token", data={"text": line}))
+            text += account
         timings["response"] = time.perf_counter() - mark
         timings["total"] = time.perf_counter() - start
         answer = Answer(

@@ -1,52 +1,69 @@
-"""Stage 4: write the answer from the request and the results, streamed; a plain summary if the LLM fails."""
+"""Stage 4: the direct answer, written by the LLM from each task's short result and streamed only once checked."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any
+
+from pydantic import BaseModel, Field
 
 from .errors import LLMError
+from .facts import TaskFacts, a_kind, total_counts
+from .grounding import CheckedStream, Grounds, Removal, requested_kinds
 from .llm.protocol import LLM, DeltaCallback, Message
 from .prompts import render
-from .types import Artifact, Selection, Task, TaskResult
 
-MAX_VALUE_CHARS = 600
-
-
-def _trim(value: Any, limit: int = MAX_VALUE_CHARS) -> Any:
-    if isinstance(value, Artifact):
-        return value.path
-    if isinstance(value, str):
-        return value if len(value) <= limit else value[:limit] + f"… ({len(value)} characters)"
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return value if len(text) <= limit else text[:limit] + "…"
+MAX_TOKENS = 200  # a direct answer of a few sentences
+FAILED = ("failed", "timeout")
 
 
-def result_digest(tasks: Sequence[Task], selections: Sequence[Selection], results: Sequence[TaskResult]) -> list[dict]:
-    """What the response LLM sees of each task: type, args, model, status, outputs (long values trimmed)."""
-    chosen = {s.task_id: s for s in selections}
-    by_id = {r.task_id: r for r in results}
-    digest = []
-    for task in tasks:
-        result = by_id.get(task.id)
-        selection = chosen.get(task.id)
-        item: dict[str, Any] = {"id": task.id, "task": task.task, "args": task.args}
-        if selection is not None:
-            item["model"] = selection.model_id
-            item["reason"] = selection.reason
-        if result is not None:
-            item["status"] = result.status
-            if result.outputs:
-                item["outputs"] = {k: _trim(v) for k, v in result.outputs.items()}
-            if result.error:
-                item["error"] = result.error
-        digest.append(item)
-    return digest
+class Response(BaseModel):
+    """The direct answer (what the user was sent, in full), what the check removed from the LLM's reply, and the
+    LLM's error when it failed."""
+
+    text: str
+    removed: list[Removal] = Field(default_factory=list)
+    error: str | None = None
+    asked: bool = Field(True, description="whether the LLM was asked (not when no task succeeded)")
 
 
-def response_messages(request: str, digest: list[dict], history: Sequence[Message] = ()) -> list[Message]:
-    results = json.dumps(digest, ensure_ascii=False, indent=1) if digest else ""
+def _reason(error: str | None) -> str:
+    return (error or "no reason was given").strip().rstrip(".")
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def fact_line(fact: TaskFacts) -> str:
+    """A task as the response LLM sees it: what it was and its short result, or that it could not be done and why.
+    No paths, boxes or score lists."""
+    head = f"Task {fact.id}, {fact.what}"
+    if fact.ok:
+        result = fact.result or "done"
+        kinds = [a_kind(kind) for kind in fact.kinds()]
+        return f"{head}: {result}" + (f" (it produced {' and '.join(kinds)})" if kinds else "")
+    if fact.status in FAILED:
+        return f"{head}: could not be done ({_reason(fact.error)})"
+    if fact.status == "skipped":
+        return f"{head}: not done ({_reason(fact.error)})"
+    return f"{head}: not run"
+
+
+def total_line(facts: Sequence[TaskFacts]) -> str | None:
+    """The objects counted over several detections, added up by code (a small LLM adds badly), or None."""
+    counted = [fact for fact in facts if fact.ok and fact.task == "object-detection" and fact.result]
+    if len(counted) < 2:
+        return None
+    total = total_counts(counted)
+    found = ", ".join(f"{n} {label}" for label, n in total.items()) or "no objects"
+    return f"Added up over the {len(counted)} object detections: {found}"
+
+
+def response_messages(request: str, facts: Sequence[TaskFacts], history: Sequence[Message] = ()) -> list[Message]:
+    lines = [fact_line(fact) for fact in facts]
+    if total := total_line(facts):
+        lines.append(total)
+    results = "\n".join("- " + line for line in lines)
     return [
         Message(role="system", content=render("response_system.j2")),
         *history,
@@ -54,47 +71,79 @@ def response_messages(request: str, digest: list[dict], history: Sequence[Messag
     ]
 
 
-def fallback_answer(request: str, digest: list[dict], error: str | None = None) -> str:
-    """An answer built without the LLM: each task's status and outputs, in plain words."""
-    lines = []
-    if error:
-        lines.append(f"I could not write a full answer ({error}). Here is what the models returned:")
-    elif not digest:
-        return "I could not answer this request: no models were needed, and the language model is not available."
-    for item in digest:
-        model = item.get("model") or "no model"
-        head = f"- Task {item['id']} ({item['task']}) with {model}: {item.get('status', 'not run')}"
-        if item.get("error"):
-            head += f" — {item['error']}"
-        lines.append(head)
-        for key, value in item.get("outputs", {}).items():
-            lines.append(f"  {key}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}")
+def could_not(fact: TaskFacts) -> str:
+    """A plain sentence saying that a task's part could not be done, and why."""
+    if fact.status == "skipped":
+        return f"{_capital(fact.what)} was not done ({_reason(fact.error).split(': ', 1)[0]})."
+    if fact.makes:
+        kind = " or ".join(a_kind(kind) for kind in fact.makes)
+        return f"I could not produce {kind} ({fact.what}): {_reason(fact.error)}."
+    return f"{_capital(fact.what)} could not be done: {_reason(fact.error)}."
+
+
+def unserved_answer(facts: Sequence[TaskFacts]) -> str:
+    """The answer when no task succeeded: what could not be done and why, without asking the LLM."""
+    return " ".join(could_not(fact) for fact in facts if fact.status != "skipped") or " ".join(map(could_not, facts))
+
+
+def plain_summary(facts: Sequence[TaskFacts], error: str | None = None) -> str:
+    """An answer built without the LLM: each task's short result, or why it could not be done."""
+    if not facts:
+        if error:
+            return f"I could not answer this request: the language model failed ({error})."
+        return "I have no answer to give: the language model's reply could not be checked against any result."
+    head = f"I could not write the answer ({error}). " if error else ""
+    lines = [head + "Here is what the models returned:"]
+    for fact in facts:
+        if fact.ok:
+            lines.append(f"- {_capital(fact.what)}: {fact.result or 'done'}.")
+        else:
+            lines.append(f"- {could_not(fact)}")
     return "\n".join(lines)
+
+
+def _notes(request: str, facts: Sequence[TaskFacts]) -> list[str]:
+    """Sentences the code adds to the LLM's: each artifact the request asked for and did not get, and why (the
+    failed task's error, or that no task was planned to make it)."""
+    notes = [could_not(fact) for fact in facts if fact.makes and fact.status in FAILED]
+    missing = {kind for fact in facts if fact.status in FAILED for kind in fact.makes}
+    produced = {kind for fact in facts for kind in fact.kinds()}
+    for kind in ("image", "audio", "video", "file"):
+        if kind in requested_kinds(request) and kind not in missing | produced and not (kind == "file" and produced):
+            notes.append(
+                f"No {'file' if kind == 'file' else kind} was produced in this run: no task was planned to make one."
+            )
+    return notes
 
 
 async def respond(
     llm: LLM,
     request: str,
-    digest: list[dict],
+    facts: Sequence[TaskFacts],
     *,
+    grounds: Grounds | None = None,
     history: Sequence[Message] = (),
     on_delta: DeltaCallback | None = None,
-    max_tokens: int = 600,
-) -> tuple[str, str | None]:
-    """(answer, error). On an LLM failure the answer is `fallback_answer` and `error` says what failed."""
+    max_tokens: int = MAX_TOKENS,
+) -> Response:
+    """The direct answer to `request` from `facts`. The LLM's reply streams to `on_delta` sentence by sentence, each
+    only after the grounding check let it through; when nothing of it is left, or the LLM fails, the answer is the
+    plain summary. When no task succeeded the LLM is not asked."""
+    stream = CheckedStream(grounds or Grounds.of(facts, [request, *(m.content for m in history)]), on_delta)
+    if facts and not any(fact.ok for fact in facts):
+        stream.add(unserved_answer(facts))
+        return Response(text=stream.text, asked=False)
+    error: str | None = None
     try:
-        completion = await llm.complete(
-            response_messages(request, digest, history), max_tokens=max_tokens, on_delta=on_delta
-        )
+        await llm.complete(response_messages(request, facts, history), max_tokens=max_tokens, on_delta=stream.feed)
     except LLMError as exc:
-        text = fallback_answer(request, digest, str(exc))
-        if on_delta is not None:
-            on_delta(text)
-        return text, str(exc)
-    text = completion.text.strip()
-    if not text:
-        text = fallback_answer(request, digest, "the language model returned an empty answer")
-        if on_delta is not None:
-            on_delta(text)
-        return text, "empty answer"
-    return text, None
+        error = str(exc)
+    stream.close()
+    if error is None and not stream.text and not stream.removed:
+        error = "the language model returned an empty answer"
+    notes = _notes(request, facts)
+    if error is not None or (not stream.text and (facts or not notes)):
+        stream.add(plain_summary(facts, error), separator="\n\n")
+    for note in notes:
+        stream.add(note)
+    return Response(text=stream.text, removed=stream.removed, error=error)

@@ -1,0 +1,113 @@
+import pytest
+
+from hugginggpt.facts import task_facts
+from hugginggpt.grounding import CheckedStream, Grounds, check, claimed_kinds, file_names, requested_kinds
+from hugginggpt.types import Artifact, Task, TaskResult
+
+BOXES = Artifact(path="/out/r/0-object-detection-ab12.png", media_type="image/png", sha256="0" * 64, modality="image")
+TASKS = [
+    Task(id=0, task="object-detection", args={"image": "/photos/b.jpg"}),
+    Task(id=1, task="image-to-text", args={"image": "/photos/sign.png"}),
+]
+RESULTS = [
+    TaskResult(
+        task_id=0,
+        task="object-detection",
+        model_id="coco/ssd-1",
+        status="ok",
+        outputs={"text": "1 zebra", "image": BOXES},
+    ),
+    TaskResult(
+        task_id=1, task="image-to-text", model_id="ocr/v4", status="ok", outputs={"text": "Visit shop.example.com"}
+    ),
+]
+GROUNDS = Grounds.of(
+    task_facts(TASKS, [], RESULTS),
+    ["How many zebras are in b.jpg and c.jpg? Also read sign.png."],
+    ["/photos/b.jpg", "/photos/sign.png"],
+)
+
+
+def test_the_grounds_are_the_runs_files_inputs_models_and_media():
+    assert {"0-object-detection-ab12.png", "b.jpg", "c.jpg", "sign.png", "shop.example.com"} <= GROUNDS.files
+    assert GROUNDS.models == {"coco/ssd-1", "ocr/v4"} and GROUNDS.produced == {"image"}
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "There is 1 zebra in b.jpg and none in c.jpg.",
+        "The boxes are drawn in 0-object-detection-ab12.png.",
+        "The sign reads: Visit shop.example.com.",
+        "The image with the boxes was saved.",  # detection made an image
+        "I could not draw a picture of a lighthouse: no installed model can.",
+        "If you install a drawing model, I can draw a picture.",
+        "The image shows one zebra, e.g. a plains zebra.",
+        "I generated a caption for the image.",
+        "The count is 1.5 times the average.",
+    ],
+)
+def test_sentences_grounded_in_the_run_pass(sentence):
+    assert check(sentence, GROUNDS) is None
+
+
+@pytest.mark.parametrize(
+    ("sentence", "reason", "claims"),
+    [
+        ("The text is in 1-image-to-text-789012.json.", "names the file '1-image-to-text-789012.json'", "file"),
+        ("I drew a lighthouse and saved it as lighthouse.jpg.", "names the file 'lighthouse.jpg'", "image"),
+        ("I used facebook/detr-resnet-50 for this.", "names the model 'facebook/detr-resnet-50'", None),
+        ("The spoken text is in speech.wav.", "names the file 'speech.wav'", "audio"),
+        ("I read the text aloud for you.", "claims audio", "audio"),
+        ("I have created an audio file of the text.", "claims audio", "audio"),
+        ("Here is the video you asked for.", "claims a video", "video"),
+        ("The recording was saved, but I am not sure it is good.", "claims audio", "audio"),
+    ],
+)
+def test_sentences_naming_what_the_run_did_not_produce_are_caught(sentence, reason, claims):
+    removal = check(sentence, GROUNDS)
+    assert removal is not None and removal.reason.startswith(reason) and removal.claims == claims
+
+
+def test_a_claim_needs_an_affirmed_making_of_a_media_thing():
+    assert claimed_kinds("I drew a picture of a lighthouse") == ["image"]
+    assert claimed_kinds("I saved the image as a JPEG file") == ["image"]
+    assert claimed_kinds("I have generated two files") == ["file"]
+    assert claimed_kinds("I did not draw a picture") == []
+    assert claimed_kinds("the picture shows a cat") == []
+    assert claimed_kinds("the text could be saved as an audio file") == []
+
+
+def test_file_names_are_names_with_a_known_extension():
+    assert file_names("see a.jpg, /tmp/x/y.wav and notes.txt. Mr.Nobody 3.14 e.g. v2.0") == [
+        "a.jpg",
+        "/tmp/x/y.wav",
+        "notes.txt",
+    ]
+
+
+def test_the_stream_emits_only_whole_checked_sentences():
+    emitted = []
+    stream = CheckedStream(GROUNDS, emitted.append)
+    for delta in ["There is 1 ze", "bra in b.jpg. I saved the", " boxes as boxes.png.", "\n- c.jpg: no", " zebra"]:
+        stream.feed(delta)
+        assert all(piece.rstrip().endswith((".", "!", "?")) for piece in emitted)  # never half a sentence
+    assert emitted == ["There is 1 zebra in b.jpg."]
+    stream.close()
+    assert emitted == ["There is 1 zebra in b.jpg.", "\n- c.jpg: no zebra"]
+    assert stream.text == "There is 1 zebra in b.jpg.\n- c.jpg: no zebra"
+    assert [r.sentence for r in stream.removed] == ["I saved the boxes as boxes.png."]
+
+
+def test_code_written_text_is_added_after_a_separator():
+    emitted = []
+    stream = CheckedStream(GROUNDS, emitted.append)
+    stream.add("No video was produced.")
+    stream.add("Second.", separator="\n\n")
+    assert stream.text == "No video was produced.\n\nSecond." == "".join(emitted)
+
+
+def test_the_kinds_a_request_asks_for():
+    assert requested_kinds("Draw a picture of a lighthouse") == {"image"}
+    assert requested_kinds("Can you read the text in sign.png aloud?") == {"audio"}
+    assert requested_kinds("How many zebras are in b.jpg?") == set()
