@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from helpers import OpenAIServer, Reply, role_of
+from hugginggpt.account import split_answer
 from hugginggpt.cli import app
 from hugginggpt.tasks import PAPER_TASKS
 
@@ -70,7 +71,8 @@ def test_run_json_prints_one_answer_object(endpoint):
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     assert {"text", "plan", "selections", "results", "llm_calls", "timings"} <= set(answer)
-    assert answer["text"] == "Les chats dorment."
+    direct, account = split_answer(answer["text"])
+    assert direct == "Les chats dorment." and "model llm:default, ok" in account
     assert [r["status"] for r in answer["results"]] == ["ok", "ok"]
     # summarization has two candidates (the LLM and the extractive summariser, a specialist not asked for here):
     # chosen by fit, with no selection call
