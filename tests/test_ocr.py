@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -10,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 from hugginggpt.config import Settings
 from hugginggpt.errors import ExpertError
 from hugginggpt.experts.embedded import embedded_experts
+from hugginggpt.experts.ocr import OCRLine, text_rows
 from hugginggpt.experts.protocol import ExpertContext
 from hugginggpt.workspace import Workspace
 
@@ -54,11 +56,41 @@ async def test_ocr_reads_back_the_drawn_lines_in_order(ocr, ctx, tmp_path):
 
 
 @pytest.mark.integration
-async def test_ocr_finds_no_text_in_a_plain_image(ocr, ctx, tmp_path):
+async def test_an_image_without_text_is_an_error_that_says_so(ocr, ctx, tmp_path):
+    """Not an empty string: the tasks that need the text are skipped with this reason."""
     image = tmp_path / "blank.jpg"
     Image.new("RGB", (400, 300), (90, 140, 200)).save(image)
-    out = await ocr.run({"image": str(image)}, ctx)
-    assert out == {"text": "", "json": {"lines": []}}
+    with pytest.raises(ExpertError, match=r"^no readable text found in blank\.jpg$"):
+        await ocr.run({"image": str(image)}, ctx)
+
+
+@pytest.mark.integration
+async def test_the_expert_and_a_second_user_share_one_reader(ocr, ctx, tmp_path):
+    image = _draw(tmp_path / "shared.png", ["Gate B12"])
+    before = await ocr.run({"image": str(image)}, ctx)
+    lines = await asyncio.to_thread(ocr.reader.read, Image.open(image).convert("RGB"))
+    assert [line.text for line in lines] == before["text"].splitlines()
+
+
+def _piece(text, left, top, right, bottom):
+    return OCRLine(text=text, score=0.9, box=[(left, top), (right, top), (right, bottom), (left, bottom)])
+
+
+def test_pieces_on_one_row_are_joined_left_to_right_and_rows_go_top_to_bottom():
+    pieces = [
+        _piece("$400.50", 650, 482, 780, 516),
+        _piece("INVOICE", 50, 40, 260, 76),
+        _piece("Total due", 50, 480, 210, 514),
+        _piece("Pay by 30 April", 50, 580, 300, 610),
+    ]
+    rows = text_rows(pieces)
+    assert [row.text for row in rows] == ["INVOICE", "Total due  $400.50", "Pay by 30 April"]
+    assert (rows[1].left, rows[1].top, rows[1].right, rows[1].bottom) == (50, 480, 780, 516)
+
+
+def test_pieces_on_rows_that_only_touch_stay_apart():
+    rows = text_rows([_piece("upper", 0, 0, 100, 30), _piece("lower", 0, 26, 100, 56)])
+    assert [row.text for row in rows] == ["upper", "lower"]
 
 
 async def test_ocr_says_when_the_file_is_not_an_image(ocr, ctx, tmp_path):
