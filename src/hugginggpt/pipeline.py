@@ -213,7 +213,7 @@ class HuggingGPT:
             if response.error:
                 emit(Event(type="error", data={"stage": "response", "message": response.error}))
             for removal in response.removed:
-                message = f"removed from the answer: {removal.sentence!r} ({removal.reason})"
+                message = f"a sentence was kept out of the answer: it {removal.reason}"
                 emit(Event(type="error", data={"stage": "grounding", "message": message, **removal.model_dump()}))
         if account := render_account(facts):
             for line in account.splitlines(keepends=True):
