@@ -277,6 +277,7 @@ async def test_an_invented_file_in_the_reply_never_streams_and_an_error_event_sa
     assert direct == "Cats sleep a lot." and "model sum/model, ok" in account
     (removed,) = [e.data for e in events if e.type == "error" and e.data["stage"] == "grounding"]
     assert "0-summarization-123456.txt" in removed["sentence"] and "did not produce" in removed["reason"]
+    assert answer["removed"] == [{k: removed[k] for k in answer["removed"][0]}]  # the Answer records it too
     assert conversation.messages[1].content == "Cats sleep a lot."  # the account stays out of later prompts
 
 

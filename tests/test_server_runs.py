@@ -260,3 +260,15 @@ async def test_a_run_cancelled_before_its_first_step_still_records_its_end(tmp_p
         assert (await store.run(run.id, "k")).status == "cancelled"
     finally:
         await store.close()
+
+
+def test_later_turns_see_the_direct_answer_and_the_files_not_the_rendered_account():
+    from types import SimpleNamespace
+
+    from hugginggpt.account import SEPARATOR
+    from hugginggpt.server.runs import _assistant_text
+
+    image = {"name": "0-text-to-image-1a2b3c.png", "file_id": "f1"}
+    answer = {"text": "Here is a red square." + SEPARATOR + "- task 0 …", "results": [{"outputs": {"image": image}}]}
+    run = SimpleNamespace(answer=answer, error=None, status="done")
+    assert _assistant_text(run) == "Here is a red square.\nFiles: 0-text-to-image-1a2b3c.png"

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .account import render_account, split_answer
 from .catalog import ModelCatalog
@@ -195,6 +196,7 @@ class HuggingGPT:
         mark = time.perf_counter()
         selections = [attempt.selector.selections[t.id] for t in plan.tasks if t.id in attempt.selector.selections]
         facts = task_facts(plan.tasks, selections, results, self.task_types)
+        removed: list[dict[str, Any]] = []
         if error is not None:
             text = f"I could not plan this request: {error}"
             emit(Event(type="answer.token", data={"text": text}))
@@ -210,6 +212,7 @@ class HuggingGPT:
                 on_delta=lambda delta: emit(Event(type="answer.token", data={"text": delta})),
             )
             text = response.text
+            removed = [r.model_dump() for r in response.removed]
             if response.error:
                 emit(Event(type="error", data={"stage": "response", "message": response.error}))
             for removal in response.removed:
@@ -232,6 +235,7 @@ class HuggingGPT:
             timings={k: round(v, 3) for k, v in timings.items()},
             output_dir=str(workspace.root) if workspace.root.exists() else None,
             error=error or partial,
+            removed=removed,
         )
         emit(Event(type="answer.done", data={"answer": answer.model_dump(mode="json")}))
 

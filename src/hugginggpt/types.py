@@ -153,6 +153,10 @@ class Answer(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     output_dir: str | None = None
     error: str | None = None
+    removed: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="sentences of the LLM's reply the grounding check kept from the user: sentence, reason, claims",
+    )
 
     def artifacts(self) -> list[Artifact]:
         return [artifact for result in self.results for artifact in result.artifacts()]

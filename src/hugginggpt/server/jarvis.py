@@ -127,6 +127,6 @@ async def tasks(body: JarvisRequest, request: Request, svc: ServicesDep, who: Pr
             raise ApiError(502, f"the controller LLM failed: {exc}", code="llm_error") from None
         except HuggingGPTError as exc:
             raise ApiError(400, str(exc)) from None
-        return [task.model_dump() for task in plan.tasks]
+        return [task.model_dump(exclude_none=True) for task in plan.tasks]  # JARVIS's task format: no `step` key
     finally:
         svc.limiter.release(who.key_id)

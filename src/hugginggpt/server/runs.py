@@ -10,6 +10,7 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
+from ..account import split_answer
 from ..errors import HuggingGPTError
 from ..llm.protocol import Message
 from ..pipeline import HuggingGPT
@@ -217,5 +218,5 @@ def _assistant_text(run: Run) -> str:
         for artifact in result.get("outputs", {}).values()
         if isinstance(artifact, dict) and "file_id" in artifact
     ]
-    text = run.answer.get("text", "")
+    text = split_answer(run.answer.get("text", ""))[0]  # the direct answer, without the rendered account
     return text + (f"\nFiles: {', '.join(files)}" if files else "")
