@@ -14,7 +14,12 @@ from hugginggpt.errors import ExpertError
 from hugginggpt.experts.conversion import VisionFiles, demo_inputs
 from hugginggpt.experts.ocr import OCRReader
 from hugginggpt.experts.scene import (
+    ColourShare,
+    SceneFacts,
+    SceneLabel,
+    SceneObject,
     SceneReader,
+    SceneText,
     colour_indices,
     colour_name,
     dominant_colours,
@@ -98,6 +103,41 @@ def test_without_models_only_the_pixels_are_described_and_the_rest_is_said_to_be
     assert "blue 100%" in text
     assert "Text: unknown" in text and "Kind of picture: unknown" in text
     assert facts.counts() == {} and facts.sources == []
+
+
+def _facts(**fields) -> SceneFacts:
+    return SceneFacts(image="field.png", width=300, height=200, **fields)
+
+
+def _object(label: str, colour: str, where: str = "centre") -> SceneObject:
+    return SceneObject(label=label, score=0.5, position=where, colours=[colour], box=(0, 0, 1, 1))
+
+
+def test_the_facts_read_as_short_lines_without_boxes_or_scores() -> None:
+    facts = _facts(
+        objects=[_object("zebra", "black", "left"), _object("giraffe", "brown"), _object("zebra", "grey", "right")],
+        colours=[ColourShare(name="green", share=0.55), ColourShare(name="brown", share=0.2)],
+        labels=[SceneLabel(label="zebra", probability=0.55)],
+        text=[SceneText(text="Zoo exit", position="top")],
+    )
+    assert facts.lines() == [
+        "Image field.png, 300x200 pixels.",
+        "Objects found: 2 zebras, 1 giraffe.",
+        "- 2 zebras: black (left); grey (right).",
+        "- 1 giraffe: brown (centre).",
+        "Main colours of the whole image: green 55%, brown 20%.",
+        "The whole picture looks most like (ImageNet classes): zebra 55%.",
+        'Text written in the image: "Zoo exit" (top).',
+    ]
+    assert facts.summary() == 'objects: 2 zebras, 1 giraffe; colours: green, brown; text: "Zoo exit"'
+
+
+def test_an_unsure_imagenet_class_is_not_shown_and_many_objects_are_tallied() -> None:
+    people = [_object("person", colour) for colour in ["blue"] * 4 + ["red"] * 3]
+    facts = _facts(objects=people, labels=[SceneLabel(label="envelope", probability=0.06)], text=[])
+    text = facts.render()
+    assert "envelope" not in text and "matches no ImageNet class well" in text
+    assert "- 7 people, by main colour: 4 blue, 3 red." in text
 
 
 def test_an_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -83,7 +83,8 @@ class OCRReader:
         self._engine = RapidOCR(params=params)
 
     def read(self, image: Any) -> list[OCRLine]:
-        """The text pieces in an RGB Pillow image, in the engine's reading order (top to bottom)."""
+        """The text pieces in an RGB Pillow image, in the engine's reading order (top to bottom); pieces without a
+        letter or digit are dropped."""
         with self._lock:
             self._load()
             result = self._engine(image)
@@ -97,7 +98,7 @@ class OCRReader:
                 box=[(round(float(x)), round(float(y))) for x, y in box],
             )
             for text, score, box in zip(texts, scores, boxes, strict=True)
-            if text.strip()
+            if any(char.isalnum() for char in text)  # a lone "_" or "-" is an edge, not text
         ]
 
 

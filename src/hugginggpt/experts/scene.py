@@ -34,6 +34,7 @@ MAX_LISTED = 6  # objects of one label listed one by one; more are tallied
 MAX_TEXT_ROWS = 8
 MAX_LABELS = 3
 MIN_LABEL_PROBABILITY = 0.05
+MIN_SURE_LABEL = 0.2  # below this the classifier's best class is not shown to the LLM at all
 
 
 def colour_indices(rgb: np.ndarray) -> np.ndarray:
@@ -245,9 +246,11 @@ class SceneFacts(BaseModel):
             lines.append(f"Main colours of the whole image: {shares}.")
         if self.labels is None:
             lines.append(f"Kind of picture: unknown ({self.missing.get('labels', 'no image classifier')}).")
-        elif self.labels:
+        elif self.labels and self.labels[0].probability >= MIN_SURE_LABEL:
             guesses = ", ".join(f"{short_label(lb.label)} {lb.probability:.0%}" for lb in self.labels)
             lines.append(f"The whole picture looks most like (ImageNet classes): {guesses}.")
+        elif self.labels:
+            lines.append("The whole picture matches no ImageNet class well.")
         if self.text is None:
             lines.append(f"Text: unknown ({self.missing.get('text', 'no OCR')}).")
         elif not self.text:
