@@ -134,8 +134,9 @@ class Router:
 
 
 def default_registry(settings: Settings, llm: LLM | None) -> ExpertRegistry:
-    """The experts a default pipeline gets: the controller LLM for text tasks (unless `llm` is None), and the
-    embedded (offline) experts."""
+    """The experts a default pipeline gets: the controller LLM for text tasks (unless `llm` is None), the
+    embedded (offline) experts, and, with an LLM, the experts composed of both (document QA, VQA)."""
+    from .composed import composed_experts
     from .embedded import embedded_experts
     from .llm import llm_experts
     from .vision import vision_experts
@@ -145,6 +146,9 @@ def default_registry(settings: Settings, llm: LLM | None) -> ExpertRegistry:
         registry.register(expert)
     for expert in vision_experts(settings):
         registry.register(expert)
+    if llm is not None:
+        for expert in composed_experts(registry.experts(), llm):
+            registry.register(expert)
 
     # Catalogue models on transformers, model servers and HF Inference, routed by `settings.routing`.
     registry.router = router_from_settings(settings)
