@@ -182,12 +182,13 @@ _MEDIA_NOUNS = {
 }
 _NOUNS = "|".join(sorted(_MEDIA_NOUNS, key=len, reverse=True))
 _VERBS = r"drew|drawn|generated|created|saved|produced|made|rendered|synthesi[sz]ed|recorded|painted|composed"
-_DETERMINERS = r"(?:(?:a|an|the|your|this|that|1|new|short|brief|small)\s+){0,3}(?:[\w-]+\s+)?"
+_DETERMINERS = r"(?:(?:a|an|the|your|this|that|1|new|short|brief|small)\s+){0,3}(?:[\w-]+\s+)??"
+_ABOUT = r"(?:description|caption|analysis|transcript|transcription|text|content|summary|results?)\b"
 _CLAIMS = [
     # "I drew a picture of ...", "I have generated an audio file", "we saved the image as ..."
     re.compile(rf"\b(?:i|i've|we|we've)\s+(?:have\s+|just\s+|also\s+)?(?:{_VERBS})\s+{_DETERMINERS}({_NOUNS})\b"),
     # "here is the image", "attached is a short video"
-    re.compile(rf"\b(?:here is|here's|here are|attached is)\s+{_DETERMINERS}({_NOUNS})\b(?!\s+(?:of|from|in)\b)"),
+    re.compile(rf"\b(?:here is|here's|here are|attached is)\s+{_DETERMINERS}({_NOUNS})\b(?!'s|\s+{_ABOUT})"),
     # "the image has been saved", "an audio file was generated"
     re.compile(
         rf"\b(?:the|an?|your)\s+(?:[\w-]+\s+)?({_NOUNS})\s+(?:has|have|was|were|is|are)\s+(?:been\s+|now\s+)?"
@@ -211,7 +212,8 @@ def check_claims(text: str, produced_modalities: set[str]) -> list[str]:
             modality = _MEDIA_NOUNS[match.group(1)]
             if (modality == "any" and produced_modalities) or modality in produced_modalities:
                 continue
-            reasons.append(f"the answer claims {match.group(0)!r} but this run produced no {modality} file")
+            kind = "" if modality == "any" else f"{modality} "
+            reasons.append(f"the answer claims {match.group(0)!r} but this run produced no {kind}file")
     return reasons
 
 

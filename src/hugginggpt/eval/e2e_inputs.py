@@ -124,7 +124,9 @@ def speak(text: str, path: Path) -> Path:
     if binary is None:
         raise HuggingGPTError("the e2e suite's speech inputs need Debian's espeak-ng: apt-get install espeak-ng")
     try:
-        subprocess.run([binary, "-v", "en-us", "-s", "150", "-w", str(path), text], check=True, capture_output=True)
+        subprocess.run(
+            [binary, "-v", "en-us", "-s", "130", "-g", "4", "-w", str(path), text], check=True, capture_output=True
+        )
     except subprocess.CalledProcessError as exc:
         raise HuggingGPTError(f"espeak-ng failed on {path.name}: {exc.stderr.decode(errors='replace')}") from exc
     return path
