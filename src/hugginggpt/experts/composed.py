@@ -40,16 +40,24 @@ _NUMBER_WORDS = {
     "no": 0, "zero": 0, "one": 1, "a": 1, "an": 1, "single": 1, "two": 2, "three": 3, "four": 4, "five": 5,
     "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12,
 }  # fmt: skip
-# words an answer may use that state no fact of their own
-_PLAIN_WORDS = frozenset(
-    {"image", "picture", "photo", "photograph", "shows", "show", "shown", "visible", "see", "seen", "found",
-     "detected", "detector", "colour", "color", "colours", "colors", "coloured", "colored", "object", "objects",
-     "thing", "things", "total", "number", "both", "each", "all", "only", "also", "main", "mainly", "mostly",
-     "most", "mixed", "text", "says", "reads", "written", "printed", "has", "have", "contains", "one", "two",
-     "three", "four", "five", "six", "seven", "eight", "nine", "ten", "no", "not", "none", "i", "can", "they",
-     "it", "is", "are", "and", "with", "word", "words", "line", "lines", "side", "part", "appears", "appear",
-     "kind", "kinds", "other", "another", "more", "than", "fewer", "less"}
-)  # fmt: skip
+# words an answer may use that state no fact of their own (how much, where, which source, linking words)
+_PLAIN_TEXT = """image images picture pictures photo photograph shows show shown showing visible see seen found detected
+    detector identified recognised recognized classified classifier model models fact facts given information
+    provided based according colour color colours colors coloured colored shade shades tone light dark bright
+    object objects thing things item items total number numbers amount count counted counts altogether together
+    overall whole entire both each every all only also main mainly mostly most largely primarily predominantly
+    dominant dominates majority largest biggest rest remaining remainder share percent percentage area areas
+    portion part parts mixed makes make made covers cover covering covered takes take fills fill filling
+    text says say reads read written printed word words line lines letters has have having contains contain
+    containing include includes including consist consists one two three four five six seven eight nine ten
+    no not none nothing any i can could would will may might must should be been being they them their it its
+    and or but so because however with without about above below around approximately roughly nearly almost
+    just exactly least many much several few various different same other others another more than fewer less
+    over under up out into onto then which while whose where there here these those this that what side sides
+    top bottom middle center centre left right near next located position positioned placed present appears
+    appear appearing seems seem single yes indeed correct very quite too well such if either neither nor
+    kind kinds type types sort"""
+_PLAIN_WORDS = frozenset(_PLAIN_TEXT.split())
 _COLOUR_WORDS = {
     **{name: name for name in COLOURS},
     "gray": "grey", "golden": "yellow", "gold": "yellow", "tan": "beige", "cream": "beige", "violet": "purple",
