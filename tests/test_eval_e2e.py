@@ -33,6 +33,7 @@ from hugginggpt.eval.e2e import (
     contains,
     default_cases,
     file_names,
+    format_case,
     format_report,
     normalise,
     produced_files,
@@ -256,6 +257,8 @@ def test_score_gives_rates_per_kind_and_overall_and_the_report_lists_failures():
     text = format_report(report)
     assert "ocr       1/2    50%" in text and "overall   2/3    67%" in text
     assert "- b (ocr): rb\n    no text" in text and "a (ocr)" not in text
+    assert format_case(results[0]) == "pass  a  2.0 s  LLM calls: planning 1"
+    assert format_case(results[1]) == "FAIL  b  0.0 s  LLM calls: planning 2\n      no text"
 
 
 # --- the inputs -------------------------------------------------------------------------------------------------

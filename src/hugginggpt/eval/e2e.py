@@ -477,7 +477,8 @@ def run_from_settings(
 def format_case(result: CaseResult) -> str:
     calls = ", ".join(f"{stage} {n}" for stage, n in result.llm_calls.items()) or "none"
     status = "pass" if result.passed else "FAIL"
-    return f"{status}  {result.id}  {result.seconds:.1f} s  LLM calls: {calls}"
+    lines = [f"{status}  {result.id}  {result.seconds:.1f} s  LLM calls: {calls}"]
+    return "\n".join(lines + [f"      {reason}" for reason in result.failures])
 
 
 def format_report(report: E2EReport) -> str:
