@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from helpers import SleepExpert
 from hugginggpt.config import Settings
 from hugginggpt.errors import ExpertError, LLMError
 from hugginggpt.experts.composed import (
@@ -26,11 +27,12 @@ from hugginggpt.experts.composed import (
 from hugginggpt.experts.conversion import VisionFiles, demo_inputs
 from hugginggpt.experts.ocr import OCRReader
 from hugginggpt.experts.protocol import ExpertContext
-from hugginggpt.experts.registry import default_registry
+from hugginggpt.experts.registry import ExpertRegistry, default_registry
 from hugginggpt.experts.scene import ColourShare, SceneFacts, SceneObject, SceneReader
 from hugginggpt.experts.vision import CLASSIFIER_ID, DETECTOR_ID, Classifier, Detector, OnnxModel
 from hugginggpt.llm import llm_from_settings
 from hugginggpt.llm.scripted import ScriptedLLM
+from hugginggpt.pipeline import HuggingGPT
 from hugginggpt.workspace import Workspace
 
 OCR_ID = "rapidocr/PP-OCRv6-small"
@@ -324,6 +326,58 @@ async def test_an_unreadable_image_is_a_clear_vqa_error(ctx, tmp_path) -> None:
     with pytest.raises(ExpertError, match=r"photo\.jpg is not an image that can be read"):
         await expert.run({"image": str(bogus), "text": "What is it?"}, ctx)
     assert llm.calls == []
+
+
+# ---- through the pipeline -----------------------------------------------------------------------------------------------
+
+
+def _pipeline(tmp_path: Path, tasks: list[dict], document_reply: str) -> tuple[HuggingGPT, ScriptedLLM]:
+    def reply(messages, schema):
+        if "planner of HuggingGPT" in messages[0].content:
+            return json.dumps({"tasks": tasks})
+        if "question about a document" in messages[0].content:
+            return document_reply
+        return "The total due is $400.50."
+
+    llm = ScriptedLLM(fallback=reply)
+    registry = ExpertRegistry([_document_qa(llm), SleepExpert("text-to-speech", "test/tts", 0)])
+    return HuggingGPT(llm, registry, settings=Settings(output_dir=tmp_path / "out")), llm
+
+
+@pytest.mark.integration
+async def test_a_blank_document_fails_its_task_and_skips_the_reading_aloud_with_the_reason(tmp_path) -> None:
+    Image.new("RGB", (600, 400), "white").save(tmp_path / "blank.png")
+    tasks = [
+        {
+            "task": "document-question-answering",
+            "id": 0,
+            "dep": [],
+            "args": {"image": "blank.png", "text": "What is the total?"},
+        },
+        {"task": "text-to-speech", "id": 1, "dep": [0], "args": {"text": "<resource>-0"}},
+    ]
+    gpt, _ = _pipeline(tmp_path, tasks, _reply(found=True, line="Total 5", answer="5"))
+    answer = await gpt.run("What is the total in blank.png? Read it aloud.", inputs=[tmp_path])
+    qa, speech = answer.results
+    assert (qa.status, qa.model_id, qa.error) == ("failed", DOCUMENT_QA_ID, "no readable text found in blank.png")
+    assert speech.status == "skipped" and "no readable text found in blank.png" in speech.error
+
+
+@pytest.mark.integration
+async def test_the_pipeline_passes_the_checked_answer_on(tmp_path) -> None:
+    _draw_invoice(tmp_path / "invoice.png")
+    tasks = [
+        {
+            "task": "document-question-answering",
+            "id": 0,
+            "dep": [],
+            "args": {"image": "invoice.png", "text": "What is the total due?"},
+        }
+    ]
+    gpt, _ = _pipeline(tmp_path, tasks, _reply(found=True, line="Total due  $400.50", answer="$400.50"))
+    answer = await gpt.run("In invoice.png, what is the total due?", inputs=[tmp_path])
+    (qa,) = answer.results
+    assert qa.status == "ok" and qa.outputs["text"] == '$400.50 (from the line "Total due  $400.50" of invoice.png)'
 
 
 # ---- cards and the registry -------------------------------------------------------------------------------------------
