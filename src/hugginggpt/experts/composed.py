@@ -1,5 +1,4 @@
-"""Composed experts: document question answering (OCR text + the controller LLM) and visual question answering
-(scene facts from real models and pixels + the controller LLM), each answer checked against what the models found."""
+"""Composed experts: document QA (OCR + LLM) and VQA (scene facts + LLM), answers checked against their source."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Scene facts about an image from real models and its pixels: COCO objects with counts, positions and colours,
-ImageNet labels, OCR text, and the dominant colours, rendered as a few short lines a small LLM can read."""
+"""Scene facts about an image from real models and its pixels, in short lines a small LLM can read."""
 
 from __future__ import annotations
 
