@@ -163,8 +163,15 @@ async def test_unplannable_request_gives_an_answer_with_the_error(tmp_path):
     events = await collect(gpt, "???")
     answer = events[-1].data["answer"]
     assert answer["error"].startswith("no JSON found")
-    assert answer["text"].startswith("I could not plan this request")
+    assert answer["text"].startswith("I could not plan this request: the planner's reply was not a valid plan")
     assert any(e.type == "error" and e.data["stage"] == "planning" for e in events)
+
+
+async def test_a_plan_error_quoting_an_invented_file_stays_out_of_the_answer(tmp_path):
+    bad = plan_json(("image-to-image", 0, [], {"image": "lighthouse_sunset.jpg", "text": "a lighthouse"}))
+    gpt, _ = pipeline(tmp_path, Router(bad, bad), [SleepExpert("summarization", "s", 0)], stream_plan=False)
+    answer = await gpt.run("Draw a picture of a lighthouse at sunset.")
+    assert "lighthouse_sunset.jpg" in answer.error and "lighthouse_sunset.jpg" not in answer.text
 
 
 async def test_unreachable_llm_is_reported_not_raised(tmp_path):

@@ -300,3 +300,18 @@ def test_retrieved_demos_follow_the_fixed_ones_most_similar_last():
     assert shown == [DEMOS[0]["request"], "Transcribe talk.wav", "Draw a cat in a hat", "please draw a dog in a hat"]
     shown = [m.content for m in planner.messages("transcribe my memo.wav") if m.role == "user"]
     assert shown[-2] == "Transcribe talk.wav"
+
+
+@pytest.mark.parametrize("image", ["<resource>-0", "lighthouse sunset.jpg"])
+def test_a_task_needing_a_file_the_request_does_not_give_is_told_which_task_makes_it_from_words(image):
+    raw = {"tasks": [{"task": "image-to-image", "id": 0, "dep": [], "args": {"image": image, "text": "a lighthouse"}}]}
+    with pytest.raises(PlanError) as error:
+        validate_plan(raw, TABLE, mentioned="Draw a picture of a lighthouse at sunset.")
+    assert str(error.value).endswith("The request gives no image file: to make image without one, use text-to-image")
+
+
+def test_no_hint_when_the_request_gives_a_file_of_that_kind():
+    raw = {"tasks": [{"task": "image-to-image", "id": 0, "dep": [], "args": {"image": "other.png"}}]}
+    with pytest.raises(PlanError) as error:
+        validate_plan(raw, TABLE, mentioned="Restyle photo.jpg as a watercolour.")
+    assert "text-to-image" not in str(error.value)

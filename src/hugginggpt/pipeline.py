@@ -11,7 +11,7 @@ from typing import Any
 from .account import render_account, split_answer
 from .catalog import ModelCatalog
 from .config import Settings
-from .errors import ExpertError, HuggingGPTError
+from .errors import ExpertError, HuggingGPTError, PlanError
 from .execution import Executor, LocalExecutor, Scheduler
 from .experts.protocol import Expert
 from .experts.registry import ExpertRegistry
@@ -162,6 +162,7 @@ class HuggingGPT:
 
         plan = Plan()
         error: str | None = None
+        invalid_plan = False
         try:
             plan = await self.planner.plan(
                 request,
@@ -171,6 +172,7 @@ class HuggingGPT:
             )
         except HuggingGPTError as exc:
             error = str(exc)
+            invalid_plan = isinstance(exc, PlanError)
             emit(Event(type="error", data={"stage": "planning", "message": error}))
         partial: str | None = None
         if plan.dropped:  # the valid part of an invalid plan runs; say what was left out
@@ -198,7 +200,13 @@ class HuggingGPT:
         facts = task_facts(plan.tasks, selections, results, self.task_types)
         removed: list[dict[str, Any]] = []
         if error is not None:
-            text = f"I could not plan this request: {error}"
+            # a plan error quotes the planner's invalid reply, which may name files nobody gave: not for the answer
+            text = (
+                "I could not plan this request: the planner's reply was not a valid plan, even after a repair. "
+                "Saying plainly what to do with which file may help."
+                if invalid_plan
+                else f"I could not plan this request: {error}"
+            )
             emit(Event(type="answer.token", data={"text": text}))
         else:
             told = [request, *(m.content for m in history)]

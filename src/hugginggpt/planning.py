@@ -235,6 +235,7 @@ class PlanBuilder:
                     raise PlanError(
                         f"{where}: argument {key!r} refers to the task itself (<resource>-{ref}); write the input "
                         "itself (the text, or a file name or URL from the request) or <resource>-N of an earlier task"
+                        + self._instead(task_type, modality)
                     )
                 return self._resolve_refs(given, key, task_type, llm_id, where)
             if ref in self._left_out:
@@ -272,7 +273,7 @@ class PlanBuilder:
                     )
                     raise PlanError(
                         f"{where}: {key!r} names {part[:60]!r}, {origin}; "
-                        "use a file or URL the user gave, or <resource>-N"
+                        "use a file or URL the user gave, or <resource>-N" + self._instead(task_type, modality)
                     )
         elif len(value) > MAX_ARG_CHARS * 10:
             raise PlanError(f"{where}: argument {key!r} is too long")
@@ -293,6 +294,27 @@ class PlanBuilder:
             return ", ".join(f"<resource>-{i}" for i in self._ids[int(match.group(1))])
 
         return _RESOURCE.sub(expand, value)
+
+    def _instead(self, task_type: TaskType, modality: str | None) -> str:
+        """A hint for a task that needs a `modality` file the request does not give: the task types that make the
+        same kind of output without such an input (image-to-image with no image given: text-to-image)."""
+        if modality not in ("image", "audio", "video") or self._names_file(modality):
+            return ""
+        makes = {arg_modality(o) for o in task_type.outputs}
+        others = [
+            t.name
+            for t in self.table
+            if t.name != task_type.name
+            and makes <= {arg_modality(o) for o in t.outputs}
+            and modality not in {arg_modality(k) for k in t.inputs}
+        ]
+        if not others or len(others) > 3:
+            return ""
+        made = ", ".join(sorted(makes))
+        return f". The request gives no {modality} file: to make {made} without one, use {' or '.join(others)}"
+
+    def _names_file(self, modality: str) -> bool:
+        return any(file_kind(m.group(0)) == modality for m in _NAMED_FILE.finditer(self.given))
 
     def _mentions(self, name: str) -> bool:
         """Whether the request or history names this file, or at least its stem ("the sign" for sign.png; stems
