@@ -416,7 +416,7 @@ def test_transposed_conv_and_add_n_match_numpy(tmp_path: Path, size: int, paddin
     rng = np.random.default_rng(size)
     g = GraphBuilder()
     g.placeholder("x", [1, 3, 3, 2])
-    w = g.const("w", rng.normal(size=(3, 3, 4, 2)))
+    g.const("w", rng.normal(size=(3, 3, 4, 2)))
     g.const("sizes", np.array([1, size, size, 4], np.int32))
     g.const("shift", rng.normal(size=(1, size, size, 4)))
     g.node("relu", "Relu", ["x"])

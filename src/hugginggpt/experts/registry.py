@@ -139,12 +139,14 @@ def default_registry(settings: Settings, llm: LLM | None) -> ExpertRegistry:
     from .composed import composed_experts
     from .embedded import embedded_experts
     from .llm import llm_experts
+    from .nanodet import nanodet_experts
+    from .segmentation import segmentation_experts
     from .vision import vision_experts
 
     registry = ExpertRegistry(llm_experts(llm) if llm is not None else ())
     for expert in embedded_experts(settings):
         registry.register(expert)
-    for expert in vision_experts(settings):
+    for expert in [*nanodet_experts(settings), *segmentation_experts(settings), *vision_experts(settings)]:
         registry.register(expert)
     if llm is not None:
         for expert in composed_experts(registry.experts(), llm):

@@ -297,10 +297,17 @@ def host_from_settings(
     (snapshot and `models`, as (task, id)) that transformers can run here."""
     from ..catalog import default_snapshot_path, load_snapshot
     from ..experts.embedded import embedded_experts
+    from ..experts.nanodet import nanodet_experts
+    from ..experts.segmentation import segmentation_experts
     from ..experts.vision import vision_experts
 
     if registry is None:
-        local = [*embedded_experts(settings), *vision_experts(settings)]
+        local = [
+            *embedded_experts(settings),
+            *nanodet_experts(settings),
+            *segmentation_experts(settings),
+            *vision_experts(settings),
+        ]
         registry = ExpertRegistry(e for e in local if e.card.available)
     backend = TransformersBackend.from_settings(settings)
     registry.router = Router("local", [backend])
