@@ -32,6 +32,7 @@ from hugginggpt.eval.e2e import (
     check_unservable,
     contains,
     default_cases,
+    direct_answer,
     file_names,
     format_case,
     format_report,
@@ -415,3 +416,13 @@ async def test_real_cases_with_the_embedded_stack(tmp_path):
     assert speech.artifacts and speech.transcript, speech.failures
     assert all(r.llm_calls.get("planning", 0) >= 1 and r.seconds > 0 for r in report.cases)
     assert not any("produced no" in f for r in report.cases for f in r.failures)  # no invented artifact
+
+
+async def test_content_checks_read_the_direct_answer_not_the_rendered_account():
+    from hugginggpt.account import SEPARATOR
+
+    case = Case(id="c", kind="k", request="How many zebras are in c.jpg?", must=[["3 zebras"]], must_not=[r"\bface\b"])
+    wrong = Answer(request=case.request, text="There are 2 zebras." + SEPARATOR + "- Task 0: 3 zebras, 1 face")
+    failures, _ = await check_case(case, [wrong], ["c.jpg"])
+    assert failures == ["the answer does not say '3 zebras'"]
+    assert direct_answer("Yes." + SEPARATOR + "- log") == "Yes." and direct_answer("plain") == "plain"

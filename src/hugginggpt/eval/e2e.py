@@ -224,11 +224,21 @@ _HONEST = re.compile(
 )
 
 
+def direct_answer(text: str) -> str:
+    """The answer a person reads as the reply: the text before the rendered account of the workflow (the whole
+    text in trees that render none), so the account's log of expert outputs cannot make a wrong answer pass."""
+    try:
+        from ..account import split_answer
+    except ImportError:  # a tree from before the rendered account (the "before" measurement)
+        return text
+    return split_answer(text)[0]
+
+
 def check_unservable(answer: Answer, task_types: Sequence[str]) -> list[str]:
-    """A request no offline model serves passes when the answer says it could not be done, or when a real model of
-    one of those task types did produce a file."""
+    """A request no offline model serves passes when the direct answer says it could not be done, or when a real
+    model of one of those task types did produce a file."""
     served = [r for r in answer.results if r.task in task_types and r.status == "ok" and r.artifacts()]
-    if served or _HONEST.search(answer.text):
+    if served or _HONEST.search(direct_answer(answer.text)):
         return []
     return [f"the answer does not say that {' / '.join(task_types)} could not be done"]
 
@@ -271,8 +281,9 @@ async def check_case(
     Returns the failures' reasons and the transcript of the produced speech, if any was checked."""
     answer = answers[-1]
     files = produced_files(answer, inputs_dir)
-    failures = check_groups(answer.text, case.must)
-    failures += check_forbidden(answer.text, case.must_not)
+    direct = direct_answer(answer.text)
+    failures = check_groups(direct, case.must)
+    failures += check_forbidden(direct, case.must_not)
     failures += check_artifacts(files, case.artifacts)
     transcript = None
     if case.speech:
