@@ -103,9 +103,19 @@ def test_a_file_from_the_examples_must_be_in_the_request():
     assert validate_plan(plan, TABLE, example_files=files, mentioned=mentioned).tasks
     # without a request to compare with (validating a stored plan), other files pass
     assert validate_plan([t("image-to-text", 0, {"image": "sign.png"})], TABLE, example_files=files).tasks
-    # and so does an example file whose stem the request names ("the sign" for sign.png)
+    # and so does an example file whose stem the request names ("the sign" for sign.png) when it gives files
     sign = [t("image-to-text", 0, {"image": "sign.png"})]
-    assert validate_plan(sign, TABLE, example_files={"sign.png"}, mentioned="read the sign aloud").tasks
+    given = "I sent photo.jpg and the sign; read the sign aloud"
+    assert validate_plan(sign, TABLE, example_files={"sign.png"}, mentioned=given).tasks
+    # with no file given at all, a name made from a word of the request is made up
+    with pytest.raises(PlanError, match="a file from the examples"):
+        validate_plan(sign, TABLE, example_files={"sign.png"}, mentioned="read the sign aloud")
+    with pytest.raises(PlanError, match="'lighthouse.jpg', a file the user did not give.*use text-to-image"):
+        validate_plan(
+            [t("image-to-image", 0, {"image": "lighthouse.jpg", "text": "a lighthouse at sunset"})],
+            TABLE,
+            mentioned="Draw a picture of a lighthouse at sunset.",
+        )
     # but not a stem that is a common short word: "a" in "a photo" is not a.jpg
     with pytest.raises(PlanError, match="a file from the examples"):
         validate_plan([t("image-to-text", 0, {"image": "a.jpg"})], TABLE, example_files={"a.jpg"}, mentioned="a photo")

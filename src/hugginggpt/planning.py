@@ -317,11 +317,14 @@ class PlanBuilder:
         return any(file_kind(m.group(0)) == modality for m in _NAMED_FILE.finditer(self.given))
 
     def _mentions(self, name: str) -> bool:
-        """Whether the request or history names this file, or at least its stem ("the sign" for sign.png; stems
-        shorter than three letters, such as "a" for a.jpg, do not count)."""
+        """Whether the request or history names this file, or at least its stem ("the masks" for masks.png; stems
+        shorter than three letters, such as "a" for a.jpg, do not count). A stem counts only when the conversation
+        names some file at all: with none given, "lighthouse.jpg" for "draw a lighthouse" is made up."""
         stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
         if name.lower() in self.mentioned:
             return True
+        if _NAMED_FILE.search(self.given) is None:
+            return False
         return len(stem) >= 3 and re.search(rf"\b{re.escape(stem)}\b", self.mentioned) is not None
 
     def _pass_through(self, value: str, ref: int, modality: str | None) -> str | None:
