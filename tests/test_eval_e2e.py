@@ -36,6 +36,7 @@ from hugginggpt.eval.e2e import (
     file_names,
     format_case,
     format_report,
+    load_results,
     normalise,
     produced_files,
     run_suite,
@@ -375,11 +376,14 @@ def test_cli_eval_e2e_json_runs_one_case_and_exits_0(monkeypatch, tmp_path):
             return Reply(json.dumps(plan))
         return Reply("The review is negative.")
 
+    results = tmp_path / "results.jsonl"
+    command = ["eval", "e2e", "--json", "--limit", "1", "-k", "sentiment-negative", "--output-dir", str(tmp_path)]
     with OpenAIServer(handler) as server:
         monkeypatch.setenv("HUGGINGGPT_LLM_BASE_URL", server.url)
-        result = CliRunner().invoke(
-            app, ["eval", "e2e", "--json", "--limit", "1", "-k", "sentiment-negative", "--output-dir", str(tmp_path)]
-        )
+        result = CliRunner().invoke(app, [*command, "--results", str(results)])
+        calls = len(server.requests)
+        again = CliRunner().invoke(app, [*command, "--results", str(results)])
+        assert len(server.requests) == calls  # the recorded case is not run again
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     (case,) = report["cases"]
@@ -387,6 +391,16 @@ def test_cli_eval_e2e_json_runs_one_case_and_exits_0(monkeypatch, tmp_path):
     assert case["passed"] is True, case["failures"]
     assert case["llm_calls"]["planning"] == 1 and "selection" not in case["llm_calls"]
     assert report["kinds"] == [{"kind": "sentiment and entities", "passed": 1, "total": 1, "rate": 1.0}]
+    assert again.exit_code == 0 and json.loads(again.stdout)["cases"] == report["cases"]
+    assert [json.loads(line)["id"] for line in results.read_text().splitlines()] == ["sentiment-negative"]
+
+
+def test_load_results_names_a_bad_line(tmp_path):
+    path = tmp_path / "results.jsonl"
+    assert load_results(path) == {}
+    path.write_text('{"id": "a", "kind": "k", "request": "r", "passed": true}\nnot json\n')
+    with pytest.raises(HuggingGPTError, match="results.jsonl line 2 is not a case result"):
+        load_results(path)
 
 
 def test_cli_eval_e2e_unknown_kind_is_a_clear_error():

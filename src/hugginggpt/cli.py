@@ -620,6 +620,10 @@ def eval_e2e(
     limit: Annotated[int | None, typer.Option(min=1, help="at most N cases")] = None,
     inputs_dir: Annotated[Path | None, typer.Option(help="build the inputs here (default: a temporary folder)")] = None,
     output_dir: Annotated[Path | None, typer.Option(help="keep the outputs here (default: a temporary folder)")] = None,
+    results: Annotated[
+        Path | None,
+        typer.Option(help="append each case's result here as it ends (JSONL); cases already in it are not run again"),
+    ] = None,
 ) -> None:
     """Run the end-to-end suite (user requests on photos, drawn documents, espeak-ng speech and text files) and check
     each answer as a person would: success per kind, failures with reasons, LLM calls and seconds per request."""
@@ -634,6 +638,7 @@ def eval_e2e(
             limit=limit,
             inputs_dir=inputs_dir,
             output_dir=output_dir,
+            results=results,
             on_case=lambda result: err.print(format_case(result), markup=False, highlight=False, soft_wrap=True),
             progress=lambda message: err.print(f"[dim]{message}[/]", soft_wrap=True),
         )

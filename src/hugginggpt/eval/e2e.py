@@ -452,6 +452,21 @@ def score(results: Sequence[CaseResult], *, seconds: float = 0.0, llm: str = "",
     )
 
 
+def load_results(path: Path) -> dict[str, CaseResult]:
+    """The case results a `--results` file holds (one JSON object a line), by case id; none when it is absent."""
+    if not path.is_file():
+        return {}
+    results = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                result = CaseResult.model_validate_json(line)
+            except ValueError as exc:
+                raise HuggingGPTError(f"{path} line {number} is not a case result: {exc}") from None
+            results[result.id] = result
+    return results
+
+
 def run_from_settings(
     settings: Settings,
     *,
@@ -460,26 +475,43 @@ def run_from_settings(
     limit: int | None = None,
     inputs_dir: Path | None = None,
     output_dir: Path | None = None,
+    results: Path | None = None,
     on_case: Callable[[CaseResult], None] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> E2EReport:
     """The whole evaluation: choose the cases, build the inputs (into `inputs_dir` or a temporary folder), run them
-    with `HuggingGPT.from_settings(settings)`, and score. Outputs go to `output_dir` (default: a temporary folder)."""
+    with `HuggingGPT.from_settings(settings)`, and score. Outputs go to `output_dir` (default: a temporary folder).
+    With `results`, each case's result is appended there as it ends, and cases already recorded there are not run
+    again (a long run that was stopped goes on where it stopped); the report covers them all."""
     from ..pipeline import HuggingGPT
     from .e2e_inputs import build_inputs
 
     cases = select_cases(default_cases(), only=only, matching=matching, limit=limit)
     if not cases:
         raise HuggingGPTError("no case matches the selection")
+    done = load_results(results) if results is not None else {}
+    todo = [c for c in cases if c.id not in done]
+
+    def record(result: CaseResult) -> None:
+        if results is not None:
+            with results.open("a", encoding="utf-8") as handle:
+                handle.write(result.model_dump_json() + "\n")
+        if on_case is not None:
+            on_case(result)
+
     with tempfile.TemporaryDirectory(prefix="hugginggpt-e2e-") as scratch:
         work = Path(scratch)
         folder = build_inputs((inputs_dir or work / "inputs").resolve())
         outputs = (output_dir or work / "outputs").resolve()
         if progress:
-            progress(f"{len(cases)} cases; inputs in {folder}; outputs in {outputs}")
+            again = f" ({len(cases) - len(todo)} already in {results})" if len(todo) < len(cases) else ""
+            progress(f"{len(todo)} cases to run{again}; inputs in {folder}; outputs in {outputs}")
         gpt = HuggingGPT.from_settings(settings)
         transcribe = whisper_transcriber(gpt, work / "transcripts")
-        return asyncio.run(run_suite(gpt, cases, folder, outputs, transcribe=transcribe, on_case=on_case))
+        report = asyncio.run(run_suite(gpt, todo, folder, outputs, transcribe=transcribe, on_case=record))
+    fresh = {r.id: r for r in report.cases}
+    ordered = [fresh.get(c.id) or done[c.id] for c in cases]
+    return score(ordered, seconds=report.seconds, llm=report.llm, selection=report.selection)
 
 
 # --- report -------------------------------------------------------------------------------------------------------
@@ -528,6 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="at most N cases")
     parser.add_argument("--inputs-dir", type=Path, help="build the inputs here (default: a temporary folder)")
     parser.add_argument("--output-dir", type=Path, help="keep the outputs here (default: a temporary folder)")
+    parser.add_argument("--results", type=Path, help="append each case's result here (JSONL); skip cases in it")
     args = parser.parse_args(argv)
 
     def show(result: CaseResult) -> None:
@@ -541,6 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             limit=args.limit,
             inputs_dir=args.inputs_dir,
             output_dir=args.output_dir,
+            results=args.results,
             on_case=show,
             progress=lambda m: print(m, file=sys.stderr, flush=True),
         )
