@@ -67,12 +67,7 @@ DEFAULT_TASK_TYPES: tuple[TaskType, ...] = (
         "image",
         "text image",
     ),
-    _t(
-        "image-classification",
-        "name what a whole image shows, as one class label (not for questions about details or text in it)",
-        "image",
-        "text",
-    ),
+    _t("image-classification", "name what a whole image shows, as one class label", "image", "text"),
     _t("image-to-text", "describe an image or read the text written in it", "image", "text"),
     _t("text-to-image", "draw an image from a text description", "text", "image"),
     _t("image-to-image", "transform an image, e.g. restyle or enhance it", "image", "image", "text"),
@@ -84,7 +79,7 @@ DEFAULT_TASK_TYPES: tuple[TaskType, ...] = (
     _t("audio-classification", "label an audio clip, e.g. a command or an emotion", "audio", "text"),
     _t(
         "document-question-answering",
-        "answer a question (text) about a document image: a scan, invoice, form, receipt, letter or page",
+        "answer a question (text) about a document image: a scan, form, receipt or page",
         "image text",
         "text",
     ),
