@@ -291,8 +291,8 @@ class ObjectDetectionExpert(LocalExpert):
         suffix = ".png" if Path(args["image"]).suffix.lower() == ".png" else ".jpg"
         drawn = draw_detections(image, detections, ctx.output_path(suffix))
         if detections:
-            noun = "object" if len(detections) == 1 else "objects"
-            text = f"{len(detections)} {noun}: {count_summary([d.label for d in detections])}"
+            # counts by label only: a leading total ("3 objects: 1 dog, ...") was read as "3 dogs" by a small LLM
+            text = count_summary([d.label for d in detections])
         else:
             text = f"no objects found (score threshold {self.detector.min_score:.2f})"
         counts = dict(Counter(d.label for d in detections))
