@@ -111,3 +111,12 @@ def test_the_kinds_a_request_asks_for():
     assert requested_kinds("Draw a picture of a lighthouse") == {"image"}
     assert requested_kinds("Can you read the text in sign.png aloud?") == {"audio"}
     assert requested_kinds("How many zebras are in b.jpg?") == set()
+
+
+def test_a_colour_no_result_gives_is_kept_out_and_one_a_result_gives_passes():
+    grounds = Grounds(colours={"red", "black"}, files={"dog.jpg"})
+    removal = check("The bicycle in dog.jpg is blue.", grounds)
+    assert removal is not None and "'blue'" in removal.reason
+    assert check("The bicycle is red and black.", grounds) is None
+    assert check("It is a Gray horse.", Grounds(colours={"grey"})) is None
+    assert Grounds.of([], ["What colour is the bus? It looks greyish"]).colours == {"grey"}

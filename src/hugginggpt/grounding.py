@@ -36,6 +36,12 @@ _MODAL = re.compile(r"\b(?:can|could|would|will|might|may|should|if)\s+(?:(?:be|
 _CLAUSES = re.compile(r"[,;:]|\b(?:but|although|though|however|whereas|while)\b", re.IGNORECASE)
 _AUDIO_PHRASES = re.compile(r"\baloud\b|\bout loud\b|\byou can (?:listen|hear)\b", re.IGNORECASE)
 _VIDEO_PHRASES = re.compile(r"\byou can (?:watch)\b", re.IGNORECASE)
+# colour words: an answer may state a colour only when a result (or the user) gives it
+_COLOURS = re.compile(
+    r"\b(red|orange|yellow|green|blue|purple|violet|pink|brown|black|white|gr[ae]y|beige|cyan|turquoise|gold"
+    r"|golden|silver|maroon|navy)(?:d?ish)?\b",
+    re.IGNORECASE,
+)
 _BOUNDARY = re.compile(r"[.!?][\"')\]]*[ \t]+|[.!?][\"')\]]*\n\s*|\n\s*")
 
 
@@ -66,6 +72,7 @@ class Grounds(BaseModel):
     files: set[str] = Field(default_factory=set, description="file names (lower case, without folders)")
     models: set[str] = Field(default_factory=set)
     produced: set[str] = Field(default_factory=set, description="media kinds of the run's artifacts")
+    colours: set[str] = Field(default_factory=set, description="colour words the request, history or results say")
 
     @classmethod
     def of(cls, facts: Sequence[TaskFacts], texts: Iterable[str] = (), inputs: Iterable[str] = ()) -> Grounds:
@@ -80,12 +87,18 @@ class Grounds(BaseModel):
                 grounds.models.add(fact.model_id.lower())
         told = [*texts, *(f.result for f in facts), *(f.error or "" for f in facts)]
         for text in told:
+            grounds.colours.update(colour_words(text))
             grounds.files.update(_file_key(name) for name in file_names(text))
             grounds.models.update(m.lower() for m in _MODEL.findall(text))
         for value in inputs:
             if is_file_name(value.strip()):
                 grounds.files.add(_file_key(value.strip()))
         return grounds
+
+
+def colour_words(text: str) -> set[str]:
+    """The colour words a text says, lower case (`grey` and `gray` as one)."""
+    return {m.group(1).lower().replace("gray", "grey") for m in _COLOURS.finditer(text)}
 
 
 def _file_key(name: str) -> str:
@@ -158,6 +171,9 @@ def check(sentence: str, grounds: Grounds) -> Removal | None:
     if claim is not None:
         what = {"image": "an image", "audio": "audio", "video": "a video"}.get(claim, "a file")
         return Removal(sentence=sentence, reason=f"claims {what} that this run did not produce", claims=claim)
+    unsaid = sorted(colour_words(sentence) - grounds.colours)
+    if unsaid:
+        return Removal(sentence=sentence, reason=f"states the colour {unsaid[0]!r}, which no result gives")
     return None
 
 
