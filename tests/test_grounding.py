@@ -44,7 +44,7 @@ def test_the_grounds_are_the_runs_files_inputs_models_and_media():
         "If you install a drawing model, I can draw a picture.",
         "The image shows one zebra, e.g. a plains zebra.",
         "I generated a caption for the image.",
-        "The count is 1.5 times the average.",
+        "The zebra count is 1.0 in b.jpg.",  # a decimal number is not a file name
     ],
 )
 def test_sentences_grounded_in_the_run_pass(sentence):
@@ -120,3 +120,23 @@ def test_a_colour_no_result_gives_is_kept_out_and_one_a_result_gives_passes():
     assert check("The bicycle is red and black.", grounds) is None
     assert check("It is a Gray horse.", Grounds(colours={"grey"})) is None
     assert Grounds.of([], ["What colour is the bus? It looks greyish"]).colours == {"grey"}
+
+
+def test_a_number_no_result_gives_is_kept_out_and_sums_the_code_made_pass():
+    def detection(task_id, image, text, counts):
+        result = TaskResult(task_id=task_id, task="object-detection", status="ok", model_id="m/det")
+        result.outputs = {"text": text, "json": {"counts": counts}}
+        return Task(id=task_id, task="object-detection", args={"image": image}), result
+
+    (t0, r0), (t1, r1) = (
+        detection(0, "dog.jpg", "1 bicycle, 1 car, 1 dog, 1 truck", {"bicycle": 1, "car": 1, "dog": 1, "truck": 1}),
+        detection(1, "person.jpg", "1 dog, 1 horse, 1 person", {"dog": 1, "horse": 1, "person": 1}),
+    )
+    facts = task_facts([t0, t1], [], [r0, r1])
+    grounds = Grounds.of(facts, ["How many dogs are there in dog.jpg and person.jpg altogether?"])
+    removal = check("There are 7 dogs in dog.jpg and person.jpg altogether.", grounds)
+    assert removal is not None and "number 7" in removal.reason
+    assert check("There are 2 dogs in all, one in each photo.", grounds) is None  # the code's total
+    assert check("The total due is $1,216.48.", Grounds(numbers={1216.48})) is None
+    assert check("It says three.", Grounds(numbers={2.0})) is not None
+    assert check("Any number at all: 42.", Grounds()) is None  # no numbers collected: not checked

@@ -9,7 +9,7 @@ from pathlib import PurePath
 
 from pydantic import BaseModel, Field
 
-from .facts import TaskFacts
+from .facts import TaskFacts, total_counts
 
 _NAME = r"[^\s'\"`<>()\[\]{},;*]"
 _FILE = re.compile(rf"(?:[a-z][a-z0-9+.-]*://)?{_NAME}*?[\w-]\.([A-Za-z][A-Za-z0-9]{{1,4}})\b", re.IGNORECASE)
@@ -42,6 +42,11 @@ _COLOURS = re.compile(
     r"|golden|silver|maroon|navy)(?:d?ish)?\b",
     re.IGNORECASE,
 )
+# numbers: an answer may state one only when a result, the request or the history gives it (or the code's totals)
+_NUMBER = re.compile(r"(?<![\w.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w])|(?<![\w.,])\d+(?:\.\d+)?(?![\w])")
+_WORDS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+_NUMBER_WORDS = {word: n for n, word in enumerate((_WORDS + "seventeen eighteen nineteen twenty").split())}
+_NUMBER_WORD = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
 _BOUNDARY = re.compile(r"[.!?][\"')\]]*[ \t]+|[.!?][\"')\]]*\n\s*|\n\s*")
 
 
@@ -73,6 +78,9 @@ class Grounds(BaseModel):
     models: set[str] = Field(default_factory=set)
     produced: set[str] = Field(default_factory=set, description="media kinds of the run's artifacts")
     colours: set[str] = Field(default_factory=set, description="colour words the request, history or results say")
+    numbers: set[float] | None = Field(
+        None, description="numbers the request, history, results and totals give (None: numbers are not checked)"
+    )
 
     @classmethod
     def of(cls, facts: Sequence[TaskFacts], texts: Iterable[str] = (), inputs: Iterable[str] = ()) -> Grounds:
@@ -86,7 +94,9 @@ class Grounds(BaseModel):
             if fact.model_id:
                 grounds.models.add(fact.model_id.lower())
         told = [*texts, *(f.result for f in facts), *(f.error or "" for f in facts)]
+        grounds.numbers = {float(len(facts))} | {float(n) for n in total_counts(facts).values()}
         for text in told:
+            grounds.numbers.update(numbers_in(text))
             grounds.colours.update(colour_words(text))
             grounds.files.update(_file_key(name) for name in file_names(text))
             grounds.models.update(m.lower() for m in _MODEL.findall(text))
@@ -94,6 +104,12 @@ class Grounds(BaseModel):
             if is_file_name(value.strip()):
                 grounds.files.add(_file_key(value.strip()))
         return grounds
+
+
+def numbers_in(text: str) -> set[float]:
+    """The numbers a text states, in digits (`1,234.50`) or as words up to twenty; times and dates give their parts."""
+    found = {float(m.group(0).replace(",", "")) for m in _NUMBER.finditer(text)}
+    return found | {float(_NUMBER_WORDS[m.group(1).lower()]) for m in _NUMBER_WORD.finditer(text)}
 
 
 def colour_words(text: str) -> set[str]:
@@ -174,6 +190,10 @@ def check(sentence: str, grounds: Grounds) -> Removal | None:
     unsaid = sorted(colour_words(sentence) - grounds.colours)
     if unsaid:
         return Removal(sentence=sentence, reason=f"states the colour {unsaid[0]!r}, which no result gives")
+    if grounds.numbers is not None:
+        invented = sorted(numbers_in(_FILE.sub(" ", sentence)) - grounds.numbers - {0.0, 1.0})
+        if invented:
+            return Removal(sentence=sentence, reason=f"states the number {invented[0]:g}, which no result gives")
     return None
 
 

@@ -99,6 +99,8 @@ def plain_summary(facts: Sequence[TaskFacts], error: str | None = None) -> str:
             lines.append(f"- {_capital(fact.what)}: {fact.result or 'done'}.")
         else:
             lines.append(f"- {could_not(fact)}")
+    if total := total_line(facts):
+        lines.append(f"- {total}.")
     return "\n".join(lines)
 
 
