@@ -325,3 +325,12 @@ def test_no_hint_when_the_request_gives_a_file_of_that_kind():
     with pytest.raises(PlanError) as error:
         validate_plan(raw, TABLE, mentioned="Restyle photo.jpg as a watercolour.")
     assert "text-to-image" not in str(error.value)
+
+
+def test_with_input_folders_a_stem_counts_only_when_that_file_is_there():
+    sign = [t("image-to-text", 0, {"image": "sign.png"})]
+    there = {"sign.png"}
+    assert validate_plan(sign, TABLE, mentioned="read the sign aloud", exists=there.__contains__).tasks
+    made_up = [t("image-to-image", 0, {"image": "lighthouse.jpg", "text": "a lighthouse"})]
+    with pytest.raises(PlanError, match="a file the user did not give"):
+        validate_plan(made_up, TABLE, mentioned="Draw a lighthouse", exists=there.__contains__)

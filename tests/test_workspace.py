@@ -114,3 +114,14 @@ async def test_fetch_enforces_the_size_limit_and_reports_http_errors(tmp_path, f
 async def test_fetch_refuses_other_schemes(tmp_path):
     with pytest.raises(WorkspaceError, match="only http"):
         await Workspace(tmp_path / "out").fetch("file:///etc/passwd")
+
+
+def test_has_input_says_whether_a_name_is_a_file_in_the_input_folders(tmp_path):
+    from hugginggpt.workspace import Workspace
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "sign.png").write_bytes(b"x")
+    (tmp_path / "secret.png").write_bytes(b"x")
+    workspace = Workspace(tmp_path / "out", [tmp_path / "in"])
+    assert workspace.has_input("sign.png")
+    assert not workspace.has_input("lighthouse.jpg") and not workspace.has_input("../secret.png")

@@ -169,6 +169,7 @@ class HuggingGPT:
                 history,
                 on_task=on_task if self.settings.stream_plan else None,
                 llm=meter.bind(self.llm, "planning"),
+                exists=workspace.has_input,
             )
         except HuggingGPTError as exc:
             error = str(exc)

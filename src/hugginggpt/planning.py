@@ -120,8 +120,10 @@ class PlanBuilder:
         *,
         example_files: Collection[str] = (),
         mentioned: str = "",
+        exists: Callable[[str], bool] | None = None,
     ) -> None:
         self.table = table
+        self.exists = exists  # whether a named input file is there (None: no input folders to look in)
         self.max_tasks = max_tasks
         self.example_files = {f.lower() for f in example_files}
         self.given = mentioned  # the request and history as written (file names keep their case)
@@ -318,14 +320,17 @@ class PlanBuilder:
 
     def _mentions(self, name: str) -> bool:
         """Whether the request or history names this file, or at least its stem ("the masks" for masks.png; stems
-        shorter than three letters, such as "a" for a.jpg, do not count). A stem counts only when the conversation
-        names some file at all: with none given, "lighthouse.jpg" for "draw a lighthouse" is made up."""
+        shorter than three letters, such as "a" for a.jpg, do not count). A stem counts only when that file is in
+        the input folders (`exists`), or, with no folders to look in, when the conversation names some file at all:
+        "lighthouse.jpg" for "draw a lighthouse" is made up."""
         stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
         if name.lower() in self.mentioned:
             return True
-        if _NAMED_FILE.search(self.given) is None:
+        if len(stem) < 3 or re.search(rf"\b{re.escape(stem)}\b", self.mentioned) is None:
             return False
-        return len(stem) >= 3 and re.search(rf"\b{re.escape(stem)}\b", self.mentioned) is not None
+        if self.exists is not None:  # input folders to look in: the stem counts when that file is there
+            return self.exists(name)
+        return _NAMED_FILE.search(self.given) is not None
 
     def _pass_through(self, value: str, ref: int, modality: str | None) -> str | None:
         """The input task `ref` read, when `value` is just `<resource>-ref` and that task produces no `modality` but
@@ -607,13 +612,14 @@ class Planner:
         history: Sequence[Message] = (),
         on_task: Callable[[Task], None] | None = None,
         llm: LLM | None = None,
+        exists: Callable[[str], bool] | None = None,
     ) -> Plan:
         """Plan `request`. `on_task` gets each validated task while the reply streams; if the final plan differs
         from what was streamed (a repair was needed), the caller must compare `plan.tasks` with what it saw."""
         llm = llm or self.llm
         messages = self.messages(request, history)
         mentioned = "\n".join([*(m.content for m in history), request])
-        context: dict[str, Any] = {"example_files": self.example_files, "mentioned": mentioned}
+        context: dict[str, Any] = {"example_files": self.example_files, "mentioned": mentioned, "exists": exists}
         stream = ArrayElementStream()
         builder = PlanBuilder(self.table, self.max_tasks, **context)
         streaming_ok = on_task is not None

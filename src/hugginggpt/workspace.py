@@ -100,6 +100,14 @@ class Workspace:
         allowed = ", ".join(str(r) for r in self.input_roots)
         raise WorkspaceError(f"input file {name!r} not found in {allowed}")
 
+    def has_input(self, value: str) -> bool:
+        """Whether `value` names a file inside the input folders (`resolve_input` would find it)."""
+        try:
+            self.resolve_input(value)
+        except WorkspaceError:
+            return False
+        return True
+
     def read_text(self, path: Path) -> str:
         """The content of a text document the user gave (.txt, .md, .csv, .json), at most `max_text_bytes`, UTF-8.
         Raises WorkspaceError saying what is wrong: another kind of document, too large, not UTF-8."""
