@@ -135,7 +135,7 @@ def save_predictions(predictions: Sequence[Prediction], path: Path) -> None:
     """One JSON line per sample: {"id", "plan": [...] | null, "error"}, plans in our task format."""
     with Path(path).open("w", encoding="utf-8") as out:
         for p in predictions:
-            plan = None if p.plan is None else [t.model_dump() for t in p.plan]
+            plan = None if p.plan is None else [t.model_dump(exclude_none=True) for t in p.plan]  # no empty `step`
             out.write(json.dumps({"id": p.id, "plan": plan, "error": p.error}) + "\n")
 
 
