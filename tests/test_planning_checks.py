@@ -110,7 +110,9 @@ def test_a_file_from_the_examples_must_be_in_the_request():
     # with no file given at all, a name made from a word of the request is made up
     with pytest.raises(PlanError, match="a file from the examples"):
         validate_plan(sign, TABLE, example_files={"sign.png"}, mentioned="read the sign aloud")
-    with pytest.raises(PlanError, match="'lighthouse.jpg', a file the user did not give.*use text-to-image"):
+    with pytest.raises(
+        PlanError, match="'lighthouse.jpg', a file the user did not give.*write the task type \"text-to-image\""
+    ):
         validate_plan(
             [t("image-to-image", 0, {"image": "lighthouse.jpg", "text": "a lighthouse at sunset"})],
             TABLE,
@@ -317,7 +319,9 @@ def test_a_task_needing_a_file_the_request_does_not_give_is_told_which_task_make
     raw = {"tasks": [{"task": "image-to-image", "id": 0, "dep": [], "args": {"image": image, "text": "a lighthouse"}}]}
     with pytest.raises(PlanError) as error:
         validate_plan(raw, TABLE, mentioned="Draw a picture of a lighthouse at sunset.")
-    assert str(error.value).endswith("The request gives no image file: to make image without one, use text-to-image")
+    assert str(error.value).endswith(
+        'The request gives no image file, so if it asks for a new image, write the task type "text-to-image" instead of "image-to-image"'
+    )
 
 
 def test_no_hint_when_the_request_gives_a_file_of_that_kind():

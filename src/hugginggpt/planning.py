@@ -313,7 +313,11 @@ class PlanBuilder:
         if not others or len(others) > 3:
             return ""
         made = ", ".join(sorted(makes))
-        return f". The request gives no {modality} file: to make {made} without one, use {' or '.join(others)}"
+        types = " or ".join(f'"{name}"' for name in others)
+        return (
+            f". The request gives no {modality} file, so if it asks for a new {made}, write the task type {types} "
+            f'instead of "{task_type.name}"'
+        )
 
     def _names_file(self, modality: str) -> bool:
         return any(file_kind(m.group(0)) == modality for m in _NAMED_FILE.finditer(self.given))
