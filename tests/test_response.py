@@ -81,7 +81,7 @@ async def test_counts_over_several_detections_are_added_up_by_code_in_the_prompt
     await respond(llm, "How many zebras are there in a.jpg, b.jpg and c.jpg?", facts_of(tasks, results))
     prompt = llm.calls[0][0][-1].content
     assert "- Task 2, object detection on c.jpg: 2 zebra\n" in prompt
-    assert prompt.rstrip().endswith("- Added up over the 3 object detections: 3 zebra, 1 cat, 1 potted plant, 1 vase")
+    assert prompt.rstrip().endswith("- Added up over the 3 object detections: 3 zebras, 1 cat, 1 potted plant, 1 vase")
 
 
 async def test_a_reply_naming_a_file_the_run_did_not_make_is_removed():

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, Field
 
 from .errors import LLMError
+from .experts.vision import plural
 from .facts import TaskFacts, a_kind, total_counts
 from .grounding import CheckedStream, Grounds, Removal, requested_kinds
 from .llm.protocol import LLM, DeltaCallback, Message
@@ -55,7 +56,7 @@ def total_line(facts: Sequence[TaskFacts]) -> str | None:
     if len(counted) < 2:
         return None
     total = total_counts(counted)
-    found = ", ".join(f"{n} {label}" for label, n in total.items()) or "no objects"
+    found = ", ".join(plural(label, n) for label, n in total.items()) or "no objects"
     return f"Added up over the {len(counted)} object detections: {found}"
 
 
