@@ -375,7 +375,7 @@ async def run_case(
             passed=False,
             failures=[f"the run raised {type(exc).__name__}: {exc}"],
             llm_calls=_stages(answers),
-            seconds=round(time.perf_counter() - start, 2),
+            seconds=round(time.perf_counter() - start, 4),
         )
     seconds = time.perf_counter() - start
     inputs = sorted(p.name for p in inputs_dir.iterdir())
@@ -392,7 +392,7 @@ async def run_case(
         transcript=transcript,
         tasks=[f"{r.task}: {r.status} ({r.model_id or 'no model'})" for r in answer.results],
         llm_calls=_stages(answers),
-        seconds=round(seconds, 2),
+        seconds=round(seconds, 4),  # 4 places: a scripted case can take under 5 ms
         error=answer.error,
     )
 
