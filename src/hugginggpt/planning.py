@@ -300,7 +300,7 @@ class PlanBuilder:
     def _instead(self, task_type: TaskType, modality: str | None) -> str:
         """A hint for a task that needs a `modality` file the request does not give: the task types that make the
         same kind of output without such an input (image-to-image with no image given: text-to-image)."""
-        if modality not in ("image", "audio", "video") or self._names_file(modality):
+        if modality not in ("image", "audio", "video") or self._named_files(modality):
             return ""
         makes = {arg_modality(o) for o in task_type.outputs}
         others = [
@@ -319,8 +319,9 @@ class PlanBuilder:
             f'instead of "{task_type.name}"'
         )
 
-    def _names_file(self, modality: str) -> bool:
-        return any(file_kind(m.group(0)) == modality for m in _NAMED_FILE.finditer(self.given))
+    def _named_files(self, modality: str) -> set[str]:
+        """The files of `modality` (a text document for text) the request or history names."""
+        return {m.group(0) for m in _NAMED_FILE.finditer(self.given) if file_kind(m.group(0)) == modality}
 
     def _mentions(self, name: str) -> bool:
         """Whether the request or history names this file, or at least its stem ("the masks" for masks.png; stems
@@ -353,7 +354,7 @@ class PlanBuilder:
         `<resource>-ref`: small models write "the output of this task" to mean "the user's input"."""
         if modality is None or _only_reference(value) != ref:
             return None
-        named = {m.group(0) for m in _NAMED_FILE.finditer(self.given) if file_kind(m.group(0)) == modality}
+        named = self._named_files(modality)
         return named.pop() if len(named) == 1 else None
 
     def _index(self, task_id: int) -> int:
