@@ -25,3 +25,14 @@ def online_hub(monkeypatch):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs(ok, reason): a real part; skip where missing, fail when CI is set")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    from parts import need
+
+    for mark in item.iter_markers("needs"):
+        need(bool(mark.args[0]), mark.kwargs.get("reason") or mark.args[1])

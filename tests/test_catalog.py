@@ -66,7 +66,7 @@ def test_an_unavailable_card_never_hides_an_available_one():
     assert catalog.get("summarization", "m").available
 
 
-@pytest.mark.skipif(not SHARED_SNAPSHOT.is_file(), reason="../shared/jarvis-data is not present in this checkout")
+@pytest.mark.needs(SHARED_SNAPSHOT.is_file(), reason="../shared/jarvis-data is not present in this checkout")
 def test_the_original_systems_snapshot_loads():
     cards = load_snapshot(SHARED_SNAPSHOT)
     assert len(cards) == 673

@@ -1,5 +1,4 @@
 import json
-import os
 import subprocess
 import sys
 
@@ -10,6 +9,7 @@ from helpers import OpenAIServer, Reply, role_of
 from hugginggpt.account import split_answer
 from hugginggpt.cli import app
 from hugginggpt.tasks import PAPER_TASKS
+from parts import need
 
 PLAN = {
     "tasks": [
@@ -249,10 +249,7 @@ def _check_demo_answer(answer):
 
 
 def test_demo_runs_three_embedded_experts_on_the_demo_inputs(monkeypatch, tmp_path):
-    if not _demo_ready():
-        if os.environ.get("CI") == "true":
-            pytest.fail("demo inputs missing: `make test` runs `hugginggpt setup` first")
-        pytest.skip("run `hugginggpt setup` to make the demo inputs")
+    need(_demo_ready(), "demo inputs missing: run `hugginggpt setup` (`make test` runs it first)")
 
     def demo_handler(body):
         stage = role_of(body["messages"])

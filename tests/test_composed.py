@@ -4,7 +4,6 @@ answer checked against the facts), their cards, bad input, and the real embedded
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from hugginggpt.llm import llm_from_settings
 from hugginggpt.llm.scripted import ScriptedLLM
 from hugginggpt.pipeline import HuggingGPT
 from hugginggpt.workspace import Workspace
+from parts import setup_files
 
 OCR_ID = "rapidocr/PP-OCRv6-small"
 INVOICE_ROWS = [
@@ -235,14 +235,7 @@ async def test_an_llm_failure_is_an_expert_error(ctx, tmp_path) -> None:
 
 
 def _vision_files() -> VisionFiles:
-    files = VisionFiles.default()
-    missing = [step for step in ("centernet-coco", "efficientnet-lite0") if not files.ready(step)]
-    if missing:
-        message = f"set-up steps not in the cache {files.root}: {', '.join(missing)}; run `hugginggpt setup`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return files
+    return setup_files("centernet-coco", "efficientnet-lite0")
 
 
 @pytest.fixture(scope="module")

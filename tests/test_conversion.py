@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -25,18 +24,12 @@ from hugginggpt.experts.conversion import (
 )
 from hugginggpt.experts.vision import vision_experts
 from hugginggpt.workspace import sha256_of
+from parts import setup_files
 
 
 def _real_files() -> VisionFiles:
     """The user cache that `hugginggpt setup` (run by `make test`) fills. Missing: skip locally, fail on CI."""
-    files = VisionFiles.default()
-    missing = [step for step in STEPS if not files.ready(step)]
-    if missing:
-        message = f"set-up steps not in the cache {files.root}: {', '.join(missing)}; run `hugginggpt setup`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return files
+    return setup_files(*STEPS)
 
 
 def test_parse_imagenet_classes_handles_concatenation_and_quotes() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import wave
@@ -49,24 +48,16 @@ from hugginggpt.experts.conversion import demo_inputs
 from hugginggpt.llm.scripted import ScriptedLLM
 from hugginggpt.pipeline import HuggingGPT
 from hugginggpt.types import Answer, Artifact, LLMCall, TaskResult
-
-
-def _need(ok: bool, what: str) -> None:
-    """A real part the test needs: skip where it is missing, fail when `CI` is set."""
-    if ok:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"this test needs {what}")
-    pytest.skip(f"this test needs {what}")
+from parts import need
 
 
 def need_espeak() -> None:
-    _need(shutil.which("espeak-ng") is not None, "Debian's espeak-ng (make test installs it)")
+    need(shutil.which("espeak-ng") is not None, "this test needs Debian's espeak-ng (make test installs it)")
 
 
 def need_demo_photos() -> None:
     missing = [n for n in e2e_inputs.DEMO_PHOTOS if not (demo_inputs() / n).is_file()]
-    _need(not missing, f"the demo photos {missing} (run `hugginggpt setup`)")
+    need(not missing, f"this test needs the demo photos {missing} (run `hugginggpt setup`)")
 
 
 def answer(text: str, results: list[TaskResult] = (), usage: list[str] = ("planning", "response")) -> Answer:

@@ -15,8 +15,8 @@ from hugginggpt.types import arg_modality
 DEFAULT_DESCRIPTIONS = {t.name: t.description for t in DEFAULT_TASK_TYPES}
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "taskbench-data"
-needs_shared = pytest.mark.skipif(
-    not SHARED.is_dir(), reason=f"{SHARED} is absent (a clean clone has no ../shared); the fixture tests cover this"
+needs_shared = pytest.mark.needs(
+    SHARED.is_dir(), reason=f"{SHARED} is absent (a clean clone has no ../shared); the fixture tests cover this"
 )
 
 TOOLS = {

@@ -64,7 +64,7 @@ async def test_finds_no_face_in_a_plain_image(faces, ctx, tmp_path):
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not EXAMPLES.is_dir(), reason="../shared/jarvis-data/examples is not beside this checkout")
+@pytest.mark.needs(EXAMPLES.is_dir(), reason="../shared/jarvis-data/examples is not beside this checkout")
 async def test_finds_the_boys_face_and_none_on_the_cat(faces, ctx):
     boy = await faces.run({"image": str(EXAMPLES / "e.jpg")}, ctx)
     cat = await faces.run({"image": str(EXAMPLES / "a.jpg")}, ctx)

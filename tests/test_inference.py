@@ -14,6 +14,7 @@ from hugginggpt.experts.protocol import ExpertContext
 from hugginggpt.types import Artifact, ModelCard
 from hugginggpt.workspace import Workspace
 from localserver import serving
+from parts import need_module
 
 MODELS = {
     "good/classifier": "labels",
@@ -117,7 +118,7 @@ async def test_text_classification_sends_the_token_and_types_the_labels(backend,
 
 
 async def test_object_detection_uploads_the_image_and_draws_the_boxes(backend, state, ctx, tmp_path) -> None:
-    pytest.importorskip("PIL")
+    need_module("PIL", "the transformers extra is not installed")
     image = tmp_path / "dot.png"
     image.write_bytes(PNG_1x1)
     out = await backend.expert(card("good/detector", "object-detection")).run({"image": str(image)}, ctx)

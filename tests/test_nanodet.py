@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from hugginggpt.experts.nanodet import (
 from hugginggpt.experts.protocol import ExpertContext
 from hugginggpt.experts.vision import COCO_LABELS, OnnxModel
 from hugginggpt.workspace import Workspace
+from parts import setup_files
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "jarvis-data" / "examples"
 ZEBRA = COCO_LABELS.index("zebra")
@@ -104,13 +104,7 @@ async def test_unavailable_before_setup(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def files() -> VisionFiles:
-    files = VisionFiles.default()
-    if not files.ready("nanodet-coco") or not files.ready("demo-photos"):
-        message = f"nanodet-coco or demo-photos not in the cache {files.root}; run `hugginggpt setup`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return files
+    return setup_files("nanodet-coco", "demo-photos")
 
 
 def _counts(files: VisionFiles, path: Path) -> Counter[str]:
@@ -129,7 +123,7 @@ def test_real_model_finds_the_animals_on_demo_photos(files: VisionFiles) -> None
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not EXAMPLES.is_dir(), reason="../shared/jarvis-data/examples is not beside this checkout")
+@pytest.mark.needs(EXAMPLES.is_dir(), reason="../shared/jarvis-data/examples is not beside this checkout")
 def test_real_model_counts_three_zebras(files: VisionFiles) -> None:
     assert _counts(files, EXAMPLES / "c.jpg") == Counter({"zebra": 3})
     savanna = _counts(files, EXAMPLES / "f.jpg")  # 3 giraffes and 3 zebras in front (the third giraffe scores 0.36)

@@ -22,6 +22,7 @@ from hugginggpt.pipeline import HuggingGPT
 from hugginggpt.types import ModelCard
 from hugginggpt.workspace import Workspace
 from localserver import serving
+from parts import need_module
 
 P0 = Path(__file__).resolve().parents[2] / "shared" / "jarvis-data" / "p0_models.jsonl"
 REMOTE = {"tiny/bert-sentiment": "labels", "tiny/broken": "labels", "remote/only": "labels", "slow/one": "loading"}
@@ -48,7 +49,7 @@ def remote(hub) -> InferenceBackend:
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("transformers", reason="the transformers extra is not installed")
+    need_module("transformers", "the transformers extra is not installed")
     import tinymodels
 
     folder = tmp_path_factory.mktemp("hf-cache")
@@ -200,9 +201,9 @@ def test_snapshot_cards_become_available_through_the_backends_that_can_run_them(
     }
 
 
-@pytest.mark.skipif(not P0.is_file(), reason=f"{P0} (the JARVIS catalogue, from ../shared) is absent")
+@pytest.mark.needs(P0.is_file(), reason=f"{P0} (the JARVIS catalogue, from ../shared) is absent")
 def test_the_jarvis_catalogue_is_routed(tmp_path, hub) -> None:
-    pytest.importorskip("transformers", reason="the transformers extra is not installed")
+    need_module("transformers", "the transformers extra is not installed")
     import tinymodels
 
     state, url = hub

@@ -227,5 +227,8 @@ async def test_the_embedded_llm_adds_up_counts_over_three_images_and_claims_noth
     numbers = {int(n) for n in re.findall(r"\b\d+\b", text)}
     numbers |= {NUMBER_WORDS[w] for w in re.findall(r"\b\w+\b", text.lower()) if w in NUMBER_WORDS}
     assert numbers <= {0, 1, 2, 3}, text  # no count that is not in the results or their total
-    assert not re.search(r"\b[3-9]\b[^.]*\ba\.jpg", text) and "dog" not in text.lower(), text
+    for sentence in re.split(r"(?<=[.!?])\s+", text):  # the total is never put on a.jpg (a cat) alone
+        alone = "a.jpg" in sentence and not ("b.jpg" in sentence and "c.jpg" in sentence)
+        assert not (alone and re.search(r"\b([3-9]|three)\b", sentence, re.IGNORECASE)), text
+    assert "dog" not in text.lower(), text
     assert response.removed == [], response.removed

@@ -3,7 +3,6 @@ plainly, and the real detector, classifier and OCR on real photos."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from hugginggpt.experts.scene import (
     vivid,
 )
 from hugginggpt.experts.vision import Classifier, Detector, OnnxModel
+from parts import setup_files
 
 PLAIN = {
     (220, 30, 30): "red",
@@ -152,13 +152,7 @@ def test_an_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def reader() -> SceneReader:
-    files = VisionFiles.default()
-    missing = [step for step in ("centernet-coco", "efficientnet-lite0") if not files.ready(step)]
-    if missing:
-        message = f"set-up steps not in the cache {files.root}: {', '.join(missing)}; run `hugginggpt setup`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    files = setup_files("centernet-coco", "efficientnet-lite0")
     return SceneReader(
         detector=Detector(OnnxModel(files.detector)),
         classifier=Classifier(OnnxModel(files.classifier), files.imagenet_labels),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from hugginggpt.experts.segmentation import (
 )
 from hugginggpt.experts.vision import Detection, OnnxModel
 from hugginggpt.workspace import Workspace
+from parts import setup_files
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "jarvis-data" / "examples"
 
@@ -67,15 +67,7 @@ async def test_unavailable_before_setup(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def files() -> VisionFiles:
-    files = VisionFiles.default()
-    steps = ("selfie-segmentation", "nanodet-coco", "demo-photos")
-    missing = [step for step in steps if not files.ready(step)]
-    if missing:
-        message = f"set-up steps not in the cache {files.root}: {', '.join(missing)}; run `hugginggpt setup`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return files
+    return setup_files("selfie-segmentation", "nanodet-coco", "demo-photos")
 
 
 @pytest.mark.integration
@@ -103,7 +95,7 @@ async def test_real_expert_segments_animals(files: VisionFiles, tmp_path: Path) 
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not EXAMPLES.is_dir(), reason="../shared/jarvis-data/examples is not beside this checkout")
+@pytest.mark.needs(EXAMPLES.is_dir(), reason="../shared/jarvis-data/examples is not beside this checkout")
 async def test_real_expert_splits_three_zebras(files: VisionFiles, tmp_path: Path) -> None:
     (expert,) = segmentation_experts(files=files)
     ctx = ExpertContext(Workspace(tmp_path, [EXAMPLES]), 1, "image-segmentation")

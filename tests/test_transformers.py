@@ -1,3 +1,4 @@
+# ruff: noqa: E402  (the imports below need the transformers extra, checked first)
 """The transformers backend with tiny models built from configs: availability from the local HF cache, typed
 outputs per task, device placement, and the LRU pool that keeps loaded models within a memory budget."""
 
@@ -7,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("transformers", reason="the transformers extra is not installed")
-pytest.importorskip("PIL", reason="the transformers extra is not installed")
+from parts import need_module
+
+need_module("transformers", "the transformers extra is not installed")
+need_module("PIL", "the transformers extra is not installed")
 
 import numpy as np
 import torch

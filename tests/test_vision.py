@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ from hugginggpt.experts.vision import (
 from hugginggpt.llm.scripted import ScriptedLLM
 from hugginggpt.pipeline import HuggingGPT
 from hugginggpt.workspace import Workspace, sha256_of
+from parts import need, setup_files
 
 CAT_CLASSES = {"tabby, tabby cat", "tiger cat", "Persian cat", "Siamese cat, Siamese", "Egyptian cat"}
 JARVIS_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "jarvis-data" / "examples"
@@ -89,14 +89,7 @@ async def test_unconverted_models_are_unavailable(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def files() -> VisionFiles:
-    files = VisionFiles.default()
-    missing = [step for step in STEPS if not files.ready(step)]
-    if missing:
-        message = f"set-up steps not in the cache {files.root}: {', '.join(missing)}; run `hugginggpt setup`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return files
+    return setup_files(*STEPS)
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +152,7 @@ async def test_composed_caption(experts, files: VisionFiles, tmp_path: Path) -> 
 @pytest.mark.integration
 async def test_jarvis_zebras(experts, tmp_path: Path) -> None:
     """The paper's "how many zebras" photos: one zebra, three zebras, giraffes among zebras."""
-    if not JARVIS_EXAMPLES.is_dir():
-        pytest.skip(f"{JARVIS_EXAMPLES} is not here (../shared is absent on a bare clone)")
+    need(JARVIS_EXAMPLES.is_dir(), f"{JARVIS_EXAMPLES} is not here (../shared is absent on a bare clone)")
     counts = {}
     for n in "bcf":
         out = await _run(experts["object-detection"], JARVIS_EXAMPLES / f"{n}.jpg", tmp_path)
