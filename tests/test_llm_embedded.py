@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -454,3 +455,165 @@ def test_the_cli_answers_with_no_configuration_at_all(tmp_path):
     answer = json.loads(result.stdout)
     assert answer["error"] is None
     assert answer["text"].strip()
+
+
+# --- the prompt cache: the fixed prefix's KV state saved by one process and restored by the next ----------------------
+
+PREFIX_TABLE = {"object-detection", "image-to-text", "text-to-speech", "translation", "summarization"}
+PREFIX_REQUEST = "Describe photo.jpg, then read the description aloud in French."
+
+# One "CLI process": warm the planner's prefix, plan, and write free text after the same prefix; print what happened.
+_PREFIX_RUN = """
+import asyncio, json, logging, sys
+from pathlib import Path
+from hugginggpt.llm.embedded import EmbeddedLLM
+from hugginggpt.llm.protocol import Message
+from hugginggpt.planning import Planner
+from hugginggpt.tasks import DEFAULT_TASK_TYPES, TaskTable
+
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+model, folder, enabled, table, request, limit = sys.argv[1:7]
+if int(limit):
+    import resource, signal
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), as on a full disk
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
+
+async def main():
+    llm = EmbeddedLLM(Path(model), context=2048, threads=2, prompt_cache=enabled == "1", prompt_cache_dir=Path(folder))
+    planner = Planner(llm, TaskTable(DEFAULT_TASK_TYPES).subset(set(json.loads(table))))
+    warmup = await llm.warm(planner.prefix())
+    plan = await llm.complete(planner.messages(request), json_schema=planner.schema, max_tokens=120)
+    cached = llm.last_timings.cached_tokens
+    story = await llm.complete([*planner.prefix(), Message(role="user", content="Tell me about the sea.")], max_tokens=48)
+    print(json.dumps({"warmup": warmup.model_dump(), "plan": plan.text, "story": story.text, "cached": cached}))
+
+asyncio.run(main())
+"""
+
+
+def _prefix_process(folder: Path, *, enabled: bool = True, file_limit: int = 0) -> dict:
+    assert SMOLLM2 is not None
+    args = [str(SMOLLM2), str(folder), "1" if enabled else "0", json.dumps(sorted(PREFIX_TABLE)), PREFIX_REQUEST]
+    # passive OpenMP threads: llama.cpp's spinning ones crawl on a busy two-core machine (numerics are the same)
+    env = {**os.environ, "OMP_WAIT_POLICY": "passive"}
+    result = subprocess.run(
+        [sys.executable, "-c", _PREFIX_RUN, *args, str(file_limit)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "stderr": result.stderr}
+
+
+def _prefix_planner(llm: EmbeddedLLM) -> Planner:
+    return Planner(llm, TaskTable(DEFAULT_TASK_TYPES).subset(PREFIX_TABLE))
+
+
+def _state_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("model-"))
+
+
+@pytest.fixture(scope="module")
+def saved_prefix(tmp_path_factory) -> tuple[Path, dict]:
+    """A prompt-cache folder where a first process saved the prefix's state, and what that process generated."""
+    folder = tmp_path_factory.mktemp("prompt-cache")
+    return folder, _prefix_process(folder)
+
+
+@needs_smollm2
+def test_a_prefix_state_saved_by_one_process_is_restored_by_the_next_with_the_same_greedy_output(saved_prefix):
+    folder, first = saved_prefix
+    second = _prefix_process(folder)
+    off = _prefix_process(folder.parent / "unused", enabled=False)
+
+    assert first["warmup"]["status"] == "saved"
+    assert second["warmup"]["status"] == "restored"
+    assert off["warmup"]["status"] == "processed"
+    tokens = first["warmup"]["tokens"]
+    assert tokens > 300 and second["warmup"]["tokens"] == tokens
+    # the planning call after the restore processed only the request: the prefix came from the file
+    assert second["cached"] >= tokens - 2
+    # the same state gives the same greedy tokens: a restored prefix, a freshly saved one, and the cache turned off
+    assert second["plan"] == first["plan"] == off["plan"]
+    assert second["story"] == first["story"] == off["story"]
+    assert len(first["plan"] + first["story"]) > 40
+    assert not (folder.parent / "unused").exists()  # with the cache off nothing is written
+
+
+def _copy(folder: Path, to: Path) -> Path:
+    shutil.copytree(folder, to)
+    return to
+
+
+@needs_smollm2
+@pytest.mark.parametrize("damage", ["truncated", "corrupted"])
+async def test_a_truncated_or_corrupted_state_is_ignored_and_rebuilt_not_a_crash(saved_prefix, tmp_path, damage):
+    folder = _copy(saved_prefix[0], tmp_path / "pc")
+    [state] = folder.glob("*.bin")
+    data = state.read_bytes()
+    if damage == "truncated":  # llama.cpp aborts the whole process on this one
+        state.write_bytes(data[: len(data) // 3])
+    else:  # and restores garbage from this one
+        state.write_bytes(data[:5000] + bytes(b ^ 0x5A for b in data[5000:9000]) + data[9000:])
+
+    llm = EmbeddedLLM(SMOLLM2, context=2048, threads=2, prompt_cache_dir=folder)
+    planner = _prefix_planner(llm)
+    warmup = await llm.warm(planner.prefix())
+    plan = await llm.complete(planner.messages(PREFIX_REQUEST), json_schema=planner.schema, max_tokens=120)
+
+    assert warmup.status == "saved"  # processed again and saved over the bad file
+    assert plan.text == saved_prefix[1]["plan"]
+    assert state.read_bytes() == data  # rebuilt: the same state as the first process saved
+    assert _state_files(folder) == sorted([state.name, state.with_suffix(".json").name])
+
+
+@needs_smollm2
+async def test_a_state_of_another_prompt_or_model_is_not_restored(saved_prefix, tmp_path):
+    folder = _copy(saved_prefix[0], tmp_path / "pc")
+    [state] = folder.glob("*.bin")
+    llm = EmbeddedLLM(SMOLLM2, context=2048, threads=2, prompt_cache_dir=folder)
+    planner = _prefix_planner(llm)
+    other = [Message(role="system", content="Another planning prompt."), *planner.prefix()[1:]]
+
+    changed = await llm.warm(other)
+    assert changed.status == "saved" and changed.path != str(state)  # its own file; the first one stays
+    assert state.exists()
+
+    # a state recorded for another model (or a file copied under this prompt's name) is refused and rebuilt
+    moved = _copy(saved_prefix[0], tmp_path / "moved")
+    record = json.loads(state.with_suffix(".json").read_text())
+    (moved / state.with_suffix(".json").name).write_text(json.dumps({**record, "model": "0" * 64}))
+    fresh = EmbeddedLLM(SMOLLM2, context=2048, threads=2, prompt_cache_dir=moved)
+    assert (await fresh.warm(planner.prefix())).status == "saved"
+    restored = EmbeddedLLM(SMOLLM2, context=2048, threads=3, prompt_cache_dir=moved)  # another process, in effect
+    assert (await restored.warm(planner.prefix())).status == "restored"
+
+
+@needs_smollm2
+def test_a_full_disk_while_saving_is_a_warning_and_leaves_no_file(saved_prefix, tmp_path):
+    folder = tmp_path / "pc"
+    run = _prefix_process(folder, file_limit=1 << 20)  # the state is several MB: its write fails part way
+
+    assert run["warmup"]["status"] == "processed"
+    assert "not saved" in run["warmup"]["detail"]
+    assert "WARNING prompt cache" in run["stderr"]
+    assert run["plan"] == saved_prefix[1]["plan"]  # the request itself is unaffected
+    assert _state_files(folder) == []  # no partial state, no temporary file
+
+
+@needs_smollm2
+async def test_a_prefix_is_warmed_once_per_process_and_not_at_all_with_the_cache_off(tmp_path):
+    llm = EmbeddedLLM(SMOLLM2, context=2048, threads=2, prompt_cache=False, prompt_cache_dir=tmp_path / "pc")
+    planner = _prefix_planner(llm)
+    assert llm.prompt_cache_dir is None
+    assert (await llm.warm(planner.prefix())).status == "processed"
+    assert (await llm.warm(planner.prefix())).status == "ready"
+    assert not (tmp_path / "pc").exists()
+
+
+def test_settings_turn_the_prompt_cache_off(monkeypatch, tmp_path):
+    monkeypatch.setenv("HUGGINGGPT_CACHE_DIR", str(tmp_path))
+    assert EmbeddedLLM.from_settings(Settings()).prompt_cache_dir == tmp_path.resolve() / "prompt-cache"
+    assert EmbeddedLLM.from_settings(Settings(llm_prompt_cache=False)).prompt_cache_dir is None  # nothing loads

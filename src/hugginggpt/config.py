@@ -16,7 +16,7 @@ from pydantic_settings import (
 
 
 def cache_dir() -> Path:
-    """The user cache directory for assembled models, converted experts and catalogue snapshots."""
+    """The user cache directory for assembled models, converted experts, catalogue snapshots and prompt states."""
     base = os.environ.get("HUGGINGGPT_CACHE_DIR")
     if base:
         return Path(base).expanduser()
@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     llm_model_path: Path | None = Field(None, description="a GGUF file for the embedded backend")
     llm_threads: int | None = Field(None, description="CPU threads for the embedded backend (default: all cores)")
     llm_context: int = Field(8192, description="context window of the embedded backend, in tokens")
+    llm_prompt_cache: bool = Field(
+        True,
+        description="save the KV state of the fixed planning prompt in the user cache, so later processes restore it "
+        "instead of processing it again (embedded backend)",
+    )
 
     # stages
     selection: Literal["fit", "llm", "top"] = Field(

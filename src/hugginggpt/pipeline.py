@@ -17,7 +17,7 @@ from .experts.protocol import Expert
 from .experts.registry import ExpertRegistry
 from .facts import task_facts
 from .grounding import Grounds
-from .llm.protocol import LLM, Message, UsageMeter
+from .llm.protocol import LLM, Message, UsageMeter, warm
 from .planning import Planner, trim_history
 from .response import respond
 from .selection import Selector
@@ -81,6 +81,7 @@ class HuggingGPT:
 
     async def plan(self, request: str, history: Sequence[Message] = ()) -> Plan:
         """Stage 1 only."""
+        await warm(self.llm, self.planner.prefix())  # the fixed prompt start: restored from the prompt cache
         return await self.planner.plan(request, history)
 
     async def run(
@@ -164,6 +165,7 @@ class HuggingGPT:
         error: str | None = None
         invalid_plan = False
         try:
+            await warm(self.llm, self.planner.prefix())  # the fixed prompt start: restored from the prompt cache
             plan = await self.planner.plan(
                 request,
                 history,

@@ -593,6 +593,17 @@ class Planner:
         plain = [d for d in demos if not d.get("history")]
         return plain + [d for d in demos if d.get("history")] if history else plain
 
+    def prefix(self) -> list[Message]:
+        """The fixed start of every planning prompt `messages` builds: the system prompt and the fixed demos without
+        a history (those with one, and retrieved demos, come later), the same for every request and history."""
+        system = render("planning.j2", task_types=list(self.table), steps=self.steps)
+        messages = [Message(role="system", content=system)]
+        for demo in self.demos:
+            if not demo.get("history"):
+                messages.append(Message(role="user", content=demo["request"]))
+                messages.append(Message(role="assistant", content=json.dumps({"tasks": self._shown(demo["tasks"])})))
+        return messages
+
     def messages(self, request: str, history: Sequence[Message] = ()) -> list[Message]:
         system = render("planning.j2", task_types=list(self.table), steps=self.steps)
         messages = [Message(role="system", content=system)]

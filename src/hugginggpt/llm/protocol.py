@@ -11,7 +11,17 @@ from pydantic import BaseModel
 from ..errors import LLMError, OutputTruncated
 from ..types import LLMCall
 
-__all__ = ["LLM", "Completion", "DeltaCallback", "LLMError", "Message", "OutputTruncated", "Usage", "UsageMeter"]
+__all__ = [
+    "LLM",
+    "Completion",
+    "DeltaCallback",
+    "LLMError",
+    "Message",
+    "OutputTruncated",
+    "Usage",
+    "UsageMeter",
+    "warm",
+]
 
 
 class Message(BaseModel):
@@ -37,7 +47,12 @@ DeltaCallback = Callable[[str], None]
 
 @runtime_checkable
 class LLM(Protocol):
-    """A chat model. `json_schema` constrains the reply where the backend can; `on_delta` gets text as it streams."""
+    """A chat model. `json_schema` constrains the reply where the backend can; `on_delta` gets text as it streams.
+
+    Optional: `async def warm(prefix: Sequence[Message]) -> Any`, called (through `warm` below) with the fixed start
+    of later prompts before the first of them, so a backend can get it ready (the embedded one restores its saved
+    KV state). Backends without it need nothing.
+    """
 
     name: str
 
@@ -50,6 +65,14 @@ class LLM(Protocol):
         temperature: float = 0.0,
         on_delta: DeltaCallback | None = None,
     ) -> Completion: ...
+
+
+async def warm(llm: LLM, prefix: Sequence[Message]) -> Any:
+    """Let `llm` prepare the fixed prompt start `prefix` if it can (its `warm` method); None for backends without."""
+    method = getattr(llm, "warm", None)
+    if method is None:
+        return None
+    return await method(prefix)
 
 
 class UsageMeter:

@@ -33,6 +33,9 @@ class ScriptedLLM:
         self._chunk = chunk
         self.calls: list[tuple[list[Message], dict[str, Any] | None]] = []
 
+    async def warm(self, prefix: Sequence[Message]) -> None:
+        """Nothing to prepare: replies come from the script."""
+
     async def complete(
         self,
         messages: Sequence[Message],
