@@ -14,6 +14,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from hugginggpt.errors import ExpertError
 from hugginggpt.experts.protocol import ExpertContext, LocalExpert, Outputs
 from hugginggpt.types import ModelCard
 
@@ -204,3 +205,19 @@ def role_of(messages: list[dict[str, Any]] | list[Any]) -> str:
     if "choose AI models" in content:
         return "selection"
     return "response"
+
+
+class AnswerExpert:
+    """A question-answering task (document or visual QA): gives a fixed answer, or fails when `answer` is None.
+    Records the args it was asked with."""
+
+    def __init__(self, task: str, model_id: str, answer: str | None) -> None:
+        self.card = card(task, model_id)
+        self.answer = answer
+        self.asked: list[dict[str, str]] = []
+
+    async def run(self, args: dict[str, str], ctx: ExpertContext) -> Outputs:
+        self.asked.append(dict(args))
+        if self.answer is None:
+            raise ExpertError(f"no readable text found in {Path(args['image']).name}")
+        return {"text": self.answer}

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from helpers import ColourExpert, CrashExpert, DrawExpert, SleepExpert, role_of, write_png
+from helpers import AnswerExpert, ColourExpert, CrashExpert, DrawExpert, SleepExpert, role_of, write_png
 from hugginggpt.account import split_answer
 from hugginggpt.config import Settings
 from hugginggpt.errors import LLMError
@@ -296,3 +296,59 @@ async def test_when_every_task_failed_the_answer_says_why_without_a_response_cal
     assert direct == 'I could not produce an image (text to image of "a lighthouse"): RuntimeError: model exploded.'
     assert "model test/crash, failed" in account and "drew" not in answer.text
     assert [c.stage for c in answer.llm_usage] == ["planning"]
+
+
+# --- a question the labels could not answer goes on to a question-answering model -----------------------------------
+
+
+def _question_setup(tmp_path, answer, doc_answer, vqa_answer):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    write_png(folder / "bike.png", "red")
+    router = Router(plan_json(("image-classification", 0, [], {"image": "bike.png"})), answer=answer)
+    doc = AnswerExpert("document-question-answering", "test/doc-qa", doc_answer)
+    vqa = AnswerExpert("visual-question-answering", "test/vqa", vqa_answer)
+    gpt, _ = pipeline(tmp_path, router, [ColourExpert(), doc, vqa])
+    return gpt, folder, doc, vqa
+
+
+async def test_an_unanswered_question_about_an_image_is_asked_of_a_qa_model(tmp_path):
+    gpt, folder, doc, vqa = _question_setup(
+        tmp_path, "The colour of the bicycle is not provided in the results.", None, "The bicycle is red."
+    )
+    events = await collect(gpt, "What colour is the bicycle in bike.png?", inputs=[folder])
+    answer = events[-1].data["answer"]
+    direct, account = split_answer(answer["text"])
+    assert direct == "The bicycle is red."  # the first reply never reached the user
+    assert "not provided" not in "".join(e.data["text"] for e in events if e.type == "answer.token")
+    assert [(t["task"], t["args"]) for t in answer["plan"]] == [
+        ("image-classification", {"image": "bike.png"}),
+        ("document-question-answering", {"image": "bike.png", "text": "What colour is the bicycle in bike.png?"}),
+        ("visual-question-answering", {"image": "bike.png", "text": "What colour is the bicycle in bike.png?"}),
+    ]
+    assert [r["status"] for r in answer["results"]] == ["ok", "failed", "ok"]  # no text on it: the VQA answered
+    assert "no readable text found in bike.png" in account and "model test/vqa, ok" in account
+    assert len(doc.asked) == len(vqa.asked) == 1
+
+
+async def test_a_document_answer_stops_there(tmp_path):
+    gpt, folder, _, vqa = _question_setup(tmp_path, "The results do not say what the total is.", "216.48", "x")
+    answer = await gpt.run("What is the total on bike.png?", inputs=[folder])
+    assert split_answer(answer.text)[0] == "216.48"
+    assert [r.task for r in answer.results][-1] == "document-question-answering" and vqa.asked == []
+
+
+async def test_an_answered_question_asks_no_qa_model(tmp_path):
+    gpt, folder, doc, vqa = _question_setup(tmp_path, "The image is red.", "x", "y")
+    answer = await gpt.run("What colour is bike.png?", inputs=[folder])
+    assert split_answer(answer.text)[0] == "The image is red." and len(answer.plan) == 1
+    assert doc.asked == vqa.asked == []
+
+
+async def test_when_no_qa_model_answers_the_first_reply_stands(tmp_path):
+    gpt, folder, _, _ = _question_setup(
+        tmp_path, "The colour is not provided in the results.", None, 'The text of bike.png does not say: "x".'
+    )
+    answer = await gpt.run("What colour is the bicycle in bike.png?", inputs=[folder])
+    assert split_answer(answer.text)[0] == "The colour is not provided in the results."
+    assert [r.status for r in answer.results] == ["ok", "failed", "ok"]

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import followup
 from .account import render_account, split_answer
 from .catalog import ModelCatalog
 from .config import Settings
@@ -16,7 +17,7 @@ from .execution import Executor, LocalExecutor, Scheduler
 from .experts.protocol import Expert
 from .experts.registry import ExpertRegistry
 from .facts import task_facts
-from .grounding import Grounds
+from .grounding import CheckedStream, Grounds
 from .llm.protocol import LLM, Message, UsageMeter, warm
 from .planning import Planner, trim_history
 from .response import respond
@@ -199,8 +200,9 @@ class HuggingGPT:
         timings["execution"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        selections = [attempt.selector.selections[t.id] for t in plan.tasks if t.id in attempt.selector.selections]
-        facts = task_facts(plan.tasks, selections, results, self.task_types)
+        tasks = list(plan.tasks)
+        selections = [attempt.selector.selections[t.id] for t in tasks if t.id in attempt.selector.selections]
+        facts = task_facts(tasks, selections, results, self.task_types)
         removed: list[dict[str, Any]] = []
         if error is not None:
             # a plan error quotes the planner's invalid reply, which may name files nobody gave: not for the answer
@@ -213,16 +215,38 @@ class HuggingGPT:
             emit(Event(type="answer.token", data={"text": text}))
         else:
             told = [request, *(m.content for m in history)]
-            given = [v for item in (*plan.tasks, *results) for v in item.args.values()]
+            given = [v for item in (*tasks, *results) for v in item.args.values()]
+
+            def say(delta: str) -> None:
+                emit(Event(type="answer.token", data={"text": delta}))
+
+            available = self.catalog.available_tasks()
+            asks = followup.question_types(request, tasks, results, self.task_types, available.__contains__)
+            held: list[str] = []  # when the question may go on to a QA model, the first reply waits
             response = await respond(
                 meter.bind(self.llm, "response"),
                 request,
                 facts,
                 grounds=Grounds.of(facts, told, given),
                 history=trim_history(history, self.settings.history_tokens),
-                on_delta=lambda delta: emit(Event(type="answer.token", data={"text": delta})),
+                on_delta=held.append if asks else say,
             )
             text = response.text
+            image = followup.asked_image(tasks, results)
+            if asks and image is not None and followup.unanswered(response):
+                extra = await self._ask(asks, image, request, max(t.id for t in tasks) + 1, meter, workspace, emit)
+                tasks += [task for task, _, _ in extra]
+                selections += [selection for _, selection, _ in extra if selection is not None]
+                results += [result for _, _, result in extra]
+                facts = task_facts(tasks, selections, results, self.task_types)
+                if followup.answered(extra[-1][2]):
+                    given = [v for item in (*tasks, *results) for v in item.args.values()]
+                    stream = CheckedStream(Grounds.of(facts, told, given), say)
+                    stream.add(str(extra[-1][2].outputs["text"]))
+                    if stream.text:
+                        held, text, response = [], stream.text, response.model_copy(update={"removed": []})
+            for delta in held:
+                say(delta)
             removed = [r.model_dump() for r in response.removed]
             if response.error:
                 emit(Event(type="error", data={"stage": "response", "message": response.error}))
@@ -238,7 +262,7 @@ class HuggingGPT:
         answer = Answer(
             request=request,
             text=text,
-            plan=plan.tasks,
+            plan=tasks,
             selections=selections,
             results=results,
             llm_calls=len(meter.calls),
@@ -249,6 +273,29 @@ class HuggingGPT:
             removed=removed,
         )
         emit(Event(type="answer.done", data={"answer": answer.model_dump(mode="json")}))
+
+    async def _ask(
+        self,
+        task_types: list[str],
+        image: str,
+        request: str,
+        first_id: int,
+        meter: UsageMeter,
+        workspace: Workspace,
+        emit: Callable[[Event], None],
+    ) -> list[tuple[Task, Selection | None, TaskResult]]:
+        """Ask the request of each question-answering task type in turn, until one answers it."""
+        asked: list[tuple[Task, Selection | None, TaskResult]] = []
+        for offset, task_type in enumerate(task_types):
+            task = followup.question_task(task_type, image, request, first_id + offset)
+            attempt = _Attempt(self, meter, request, workspace, emit)
+            attempt.dispatch(task)
+            await attempt.selector.flush()
+            (result,) = await attempt.scheduler.wait()
+            asked.append((task, attempt.selector.selections.get(task.id), result))
+            if followup.answered(result):
+                break
+        return asked
 
 
 class _Attempt:
