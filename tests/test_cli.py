@@ -32,6 +32,8 @@ def handler(body):
                 {k: {"id": v["properties"]["id"]["enum"][0], "reason": "r"} for k, v in schema["properties"].items()}
             )
         )
+    if "French" in body["messages"][-1]["content"]:  # the translation expert
+        return Reply("Les chats dorment.")
     return Reply("Cats sleep.")
 
 
@@ -139,7 +141,7 @@ def test_models_table_includes_a_snapshot(endpoint, monkeypatch, tmp_path):
 def test_chat_keeps_the_conversation(endpoint):
     result = runner.invoke(app, ["chat"], input="summarise this\nand again\n/exit\n")
     assert result.exit_code == 0, result.output
-    assert result.stdout.count("Les chats dorment.") == 2
+    assert result.stdout.count("Les chats dorment.") == 4  # per turn: the answer, and the account's result line
     planning = [b for b in endpoint.requests if role_of(b["messages"]) == "planning"]
     assert "Les chats dorment." in json.dumps(planning[1]["messages"])  # the second plan saw the first answer
 

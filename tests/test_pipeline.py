@@ -109,8 +109,9 @@ async def test_top_strategy_makes_no_selection_call(tmp_path):
 
 
 async def test_tasks_start_while_the_plan_is_still_streaming(tmp_path):
-    router = Router(plan_json(("summarization", 0, [], {"text": "a"}), ("translation", 1, [], {"text": "b"})))
-    gpt, _ = pipeline(tmp_path, router, [SleepExpert("summarization", "s", 0), SleepExpert("translation", "t", 0)])
+    router = Router(plan_json(("summarization", 0, [], {"text": "a"}), ("text-classification", 1, [], {"text": "b"})))
+    experts = [SleepExpert("summarization", "s", 0), SleepExpert("text-classification", "t", 0)]
+    gpt, _ = pipeline(tmp_path, router, experts)
     events = await collect(gpt, "go")
     types = [e.type for e in events]
     assert types.index("task.start") < types.index("plan.done")

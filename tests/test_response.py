@@ -198,6 +198,33 @@ async def test_files_the_user_named_and_the_runs_artifacts_may_be_named():
     assert response.text == reply and response.removed == []
 
 
+TRANSLATE_TASKS = [
+    Task(id=0, task="summarization", args={"text": "The meeting moved to Thursday."}),
+    Task(id=1, task="translation", dep=[0], args={"text": "<resource>-0", "tgt_lang": "French"}),
+]
+TRANSLATE_RESULTS = [
+    TaskResult(
+        task_id=0, task="summarization", model_id="llm:q", status="ok", outputs={"text": "Meeting on Thursday."}
+    ),
+    TaskResult(task_id=1, task="translation", model_id="llm:q", status="ok", outputs={"text": "Réunion jeudi."}),
+]
+
+
+async def test_a_translation_the_reply_only_describes_is_given_word_for_word():
+    facts = facts_of(TRANSLATE_TASKS, TRANSLATE_RESULTS)
+    assert [f.final for f in facts] == [False, True]
+    reply = "The summary was translated into French."
+    response = await respond(ScriptedLLM(reply), "Summarise it and translate the summary into French.", facts)
+    assert response.text == f"{reply}\n\nTranslation: Réunion jeudi."  # the summary, used by task 1, is not added
+
+
+async def test_a_reply_that_gives_the_translation_gets_nothing_added():
+    facts = facts_of(TRANSLATE_TASKS, TRANSLATE_RESULTS)
+    reply = "In French: réunion  jeudi."
+    response = await respond(ScriptedLLM(reply), "Summarise it and translate the summary into French.", facts)
+    assert response.text == reply
+
+
 # --- integration: the embedded controller LLM ----------------------------------------------------------------------
 
 NUMBER_WORDS = {"no": 0, "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}

@@ -39,6 +39,7 @@ class TaskFacts(BaseModel):
     error: str | None = None
     makes: list[str] = Field(default_factory=list, description="the media the task type produces (image/audio/video)")
     counts: dict[str, int] = Field(default_factory=dict, description="objects found, per label (detection)")
+    final: bool = Field(False, description="no other task of the plan uses its output: it is for the user")
 
     @property
     def ok(self) -> bool:
@@ -162,6 +163,7 @@ def task_facts(
     table = table or TaskTable(DEFAULT_TASK_TYPES)
     chosen = {s.task_id: s for s in selections}
     by_id = {r.task_id: r for r in results}
+    used = {dep for task in tasks for dep in task.dep}
     facts = []
     for task in tasks:
         result = by_id.get(task.id)
@@ -182,6 +184,7 @@ def task_facts(
                 error=(result.error if result else None) or (None if model_id or not selection else selection.reason),
                 makes=makes,
                 counts=object_counts(result) if result and result.status == "ok" else {},
+                final=task.id not in used,
             )
         )
     return facts

@@ -15,6 +15,8 @@ from .prompts import render
 
 MAX_TOKENS = 200  # a direct answer of a few sentences
 FAILED = ("failed", "timeout")
+# the text a final task of these types makes is what the user asked for: the answer gives it word for word
+DELIVERED = {"translation": "Translation", "text-generation": "Written text"}
 
 
 class Response(BaseModel):
@@ -119,6 +121,25 @@ def _notes(request: str, facts: Sequence[TaskFacts]) -> list[str]:
     return notes
 
 
+def _said(text: str, reply: str) -> bool:
+    """Whether the reply already gives the text (its start, spacing and case aside)."""
+
+    def norm(value: str) -> str:
+        return " ".join(value.lower().split())
+
+    return norm(text)[:40] in norm(reply)
+
+
+def delivered(facts: Sequence[TaskFacts], reply: str) -> list[str]:
+    """The texts the user asked to be made (a translation, a written text: a final task's output) that the reply
+    does not give word for word, each as a line for the answer."""
+    return [
+        f"{DELIVERED[fact.task]}: {fact.result}"
+        for fact in facts
+        if fact.ok and fact.final and fact.task in DELIVERED and fact.result and not _said(fact.result, reply)
+    ]
+
+
 async def respond(
     llm: LLM,
     request: str,
@@ -147,6 +168,9 @@ async def respond(
     notes = _notes(request, facts)
     if error is not None or (not stream.text and (facts or not notes)):
         stream.add(plain_summary(facts, error), separator="\n\n")
+    else:
+        for line in delivered(facts, stream.text):
+            stream.add(line, separator="\n\n")
     for note in notes:
         stream.add(note)
     return Response(text=stream.text, removed=stream.removed, error=error)
