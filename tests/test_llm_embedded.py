@@ -479,8 +479,10 @@ if int(limit):
     resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
 
 async def main():
-    llm = EmbeddedLLM(Path(model), context=2048, threads=2, prompt_cache=enabled == "1", prompt_cache_dir=Path(folder))
-    planner = Planner(llm, TaskTable(DEFAULT_TASK_TYPES).subset(set(json.loads(table))))
+    path = Path(model) if model else None  # none: the bundled model
+    llm = EmbeddedLLM(path, context=4096, threads=2, prompt_cache=enabled == "1", prompt_cache_dir=Path(folder))
+    types = json.loads(table)
+    planner = Planner(llm, TaskTable(DEFAULT_TASK_TYPES).subset(set(types)) if types else TaskTable(DEFAULT_TASK_TYPES))
     warmup = await llm.warm(planner.prefix())
     plan = await llm.complete(planner.messages(request), json_schema=planner.schema, max_tokens=120)
     cached = llm.last_timings.cached_tokens
@@ -491,9 +493,11 @@ asyncio.run(main())
 """
 
 
-def _prefix_process(folder: Path, *, enabled: bool = True, file_limit: int = 0) -> dict:
-    assert SMOLLM2 is not None
-    args = [str(SMOLLM2), str(folder), "1" if enabled else "0", json.dumps(sorted(PREFIX_TABLE)), PREFIX_REQUEST]
+def _prefix_process(folder: Path, *, enabled: bool = True, file_limit: int = 0, bundled: bool = False) -> dict:
+    """Run `_PREFIX_RUN` in a new process: SmolLM2 with a few task types, or the bundled model with all of them."""
+    assert bundled or SMOLLM2 is not None
+    model, table = ("", []) if bundled else (str(SMOLLM2), sorted(PREFIX_TABLE))
+    args = [model, str(folder), "1" if enabled else "0", json.dumps(table), PREFIX_REQUEST]
     # passive OpenMP threads: llama.cpp's spinning ones crawl on a busy two-core machine (numerics are the same)
     env = {**os.environ, "OMP_WAIT_POLICY": "passive"}
     result = subprocess.run(
@@ -617,3 +621,46 @@ def test_settings_turn_the_prompt_cache_off(monkeypatch, tmp_path):
     monkeypatch.setenv("HUGGINGGPT_CACHE_DIR", str(tmp_path))
     assert EmbeddedLLM.from_settings(Settings()).prompt_cache_dir == tmp_path.resolve() / "prompt-cache"
     assert EmbeddedLLM.from_settings(Settings(llm_prompt_cache=False)).prompt_cache_dir is None  # nothing loads
+
+
+@needs_smollm2
+def test_setup_builds_the_prompt_cache_once_and_force_rebuilds_it(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from hugginggpt.cli import app
+
+    monkeypatch.setenv("HUGGINGGPT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("HUGGINGGPT_LLM_CONTEXT", "4096")
+    monkeypatch.setenv("HUGGINGGPT_LLM_THREADS", "2")
+    runner = CliRunner()
+    command = ["--model-path", str(SMOLLM2), "setup", "--step", "prompt-cache", "--json"]
+
+    first = runner.invoke(app, command)
+    assert first.exit_code == 0, first.output
+    (report,) = json.loads(first.stdout)
+    assert report["step"] == "prompt-cache" and report["status"] == "ready", report
+    [state] = (tmp_path / "prompt-cache").glob("*.bin")
+    assert report["sizes"] == {state.name: state.stat().st_size}
+
+    # this process already has it; `--force` processes and saves it again
+    forced = runner.invoke(app, [*command, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert json.loads(forced.stdout)[0]["status"] == "ready"
+
+    monkeypatch.setenv("HUGGINGGPT_LLM_PROMPT_CACHE", "false")
+    off = runner.invoke(app, command)
+    assert off.exit_code == 0, off.output
+    assert json.loads(off.stdout)[0]["status"] == "unavailable"
+
+
+@pytest.mark.integration
+def test_the_bundled_model_restores_its_real_planning_prefix_and_plans_the_same(tmp_path):
+    first = _prefix_process(tmp_path / "pc", bundled=True)
+    second = _prefix_process(tmp_path / "pc", bundled=True)
+
+    assert (first["warmup"]["status"], second["warmup"]["status"]) == ("saved", "restored")
+    assert first["warmup"]["tokens"] > 1000  # the system prompt and every demo
+    assert second["cached"] >= first["warmup"]["tokens"] - 2
+    assert second["plan"] == first["plan"]
+    assert second["story"] == first["story"]
+    assert json.loads(first["plan"])["tasks"]  # a real plan, not an empty reply

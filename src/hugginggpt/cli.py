@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -18,6 +18,9 @@ from .config import Settings
 from .errors import HuggingGPTError
 from .pipeline import Conversation, HuggingGPT
 from .types import Answer, Event, ModelCard
+
+if TYPE_CHECKING:
+    from .experts.conversion import SetupReport
 
 app = typer.Typer(help="HuggingGPT: plan a request as AI tasks, run expert models, and answer.", no_args_is_help=True)
 catalog_app = typer.Typer(help="The model catalogue snapshot.", no_args_is_help=True)
@@ -358,8 +361,12 @@ def _measure(settings: Settings, as_json: bool) -> None:
     )
 
 
+PROMPT_CACHE_STEP = "prompt-cache"
+
+
 @app.command()
 def setup(
+    ctx: typer.Context,
     force: Annotated[
         bool, typer.Option("--force", help="fetch and convert again even when the cache is intact")
     ] = False,
@@ -367,19 +374,26 @@ def setup(
     as_json: Annotated[bool, typer.Option("--json", help="print the step reports as JSON")] = False,
     demo_dir: Annotated[bool, typer.Option("--demo-dir", help="print the demo input folder and exit")] = False,
 ) -> None:
-    """Fetch and convert the offline vision models and demo inputs into the cache (later runs are instant)."""
+    """Fetch and convert the offline vision models and demo inputs into the cache, and save the controller LLM's
+    processed planning prompt there (later runs are instant)."""
     from .experts.conversion import STEPS, demo_inputs, run_setup
 
     if demo_dir:
         sys.stdout.write(f"{demo_inputs()}\n")
         return
-    unknown = [s for s in step or [] if s not in STEPS]
+    steps = list(step or (*STEPS, PROMPT_CACHE_STEP))
+    unknown = [s for s in steps if s not in (*STEPS, PROMPT_CACHE_STEP)]
     if unknown:
-        raise _fail(f"unknown step {', '.join(unknown)}; steps are {', '.join(STEPS)}")
+        raise _fail(f"unknown step {', '.join(unknown)}; steps are {', '.join((*STEPS, PROMPT_CACHE_STEP))}")
+    vision = [s for s in steps if s != PROMPT_CACHE_STEP]
     try:
-        reports = run_setup(steps=step or STEPS, force=force, log=lambda message: err.print(f"[dim]{message}[/]"))
+        reports = (
+            run_setup(steps=vision, force=force, log=lambda message: err.print(f"[dim]{message}[/]")) if vision else []
+        )
     except OSError as exc:
         raise _fail(f"cannot write the cache ({exc}); set HUGGINGGPT_CACHE_DIR to a writable folder") from None
+    if PROMPT_CACHE_STEP in steps:
+        reports.append(_prompt_cache_step(_settings(ctx), force))
     if as_json:
         sys.stdout.write(json.dumps([r.model_dump() for r in reports]) + "\n")
     else:
@@ -392,6 +406,44 @@ def setup(
         err.print(f"[dim]cache: {demo_inputs().parent}[/]")
     if any(r.status == "failed" for r in reports):
         raise typer.Exit(1)
+
+
+def _prompt_cache_step(settings: Settings, force: bool) -> SetupReport:
+    """Process the planning prompt's fixed start with the embedded LLM and save its KV state in the user cache, so
+    every later process restores it instead (`--force`: again, even when a saved state is intact)."""
+    import time
+
+    from .experts.conversion import SetupReport
+    from .llm.embedded import EmbeddedLLM
+
+    start = time.perf_counter()
+
+    def report(status: Any, detail: str, **extra: Any) -> SetupReport:
+        return SetupReport(
+            step=PROMPT_CACHE_STEP, status=status, detail=detail, seconds=time.perf_counter() - start, **extra
+        )
+
+    if settings.llm_base_url:
+        return report("unavailable", "the controller LLM is an endpoint (HUGGINGGPT_LLM_BASE_URL), not embedded")
+    if not settings.llm_prompt_cache:
+        return report("unavailable", "the prompt cache is off (HUGGINGGPT_LLM_PROMPT_CACHE=false)")
+    try:
+        gpt = HuggingGPT.from_settings(settings)
+        assert isinstance(gpt.llm, EmbeddedLLM)
+        warmup = asyncio.run(gpt.llm.warm(gpt.planner.prefix(), rebuild=force))
+    except HuggingGPTError as exc:
+        return report("failed", str(exc))
+    if warmup.status == "failed":
+        return report("failed", f"the planning prompt could not be processed: {warmup.detail}")
+    if warmup.status not in ("restored", "saved") or warmup.path is None:
+        return report("unavailable", warmup.detail or "the prompt state was not saved")
+    path = Path(warmup.path)
+    try:
+        sizes = {path.name: path.stat().st_size}
+    except OSError:
+        sizes = {}
+    detail = f"{warmup.tokens} tokens of the planning prompt processed by {gpt.llm.name}, in {path.parent}"
+    return report("cached" if warmup.status == "restored" else "ready", detail, sizes=sizes)
 
 
 @app.command("serve-models")
