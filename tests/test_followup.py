@@ -33,8 +33,6 @@ def test_the_asked_image_is_the_one_image_the_plan_looked_at() -> None:
     assert asked_image([DETECT], _ran(DETECT, status="failed")) is None
     made = Task(id=1, task="image-classification", args={"image": "<resource>-0"}, dep=[0])
     assert asked_image([DETECT, made], _ran(DETECT, made)) == "dog.jpg"  # another task's output is not asked about
-    vqa = Task(id=1, task="visual-question-answering", args={"image": "dog.jpg", "text": "What colour?"})
-    assert asked_image([DETECT, vqa], _ran(DETECT, vqa)) is None  # the plan already asked the question
 
 
 def test_question_types_only_for_a_question_and_an_installed_model() -> None:
@@ -49,6 +47,8 @@ def test_question_types_only_for_a_question_and_an_installed_model() -> None:
     ]
     assert question_types("Find the dogs in dog.jpg.", [DETECT], _ran(DETECT), TABLE, every) == []
     assert question_types("What colour is it?", [DETECT], _ran(DETECT), TABLE, lambda task: False) == []
+    vqa = Task(id=0, task="visual-question-answering", args={"image": "letter.png", "text": "What is my room?"})
+    assert question_types("What is my room?", [vqa], _ran(vqa), TABLE, every) == ["document-question-answering"]
 
 
 def test_a_reply_that_says_the_results_do_not_hold_the_answer() -> None:

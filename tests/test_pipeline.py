@@ -353,3 +353,19 @@ async def test_when_no_qa_model_answers_the_first_reply_stands(tmp_path):
     answer = await gpt.run("What colour is the bicycle in bike.png?", inputs=[folder])
     assert split_answer(answer.text)[0] == "The colour is not provided in the results."
     assert [r.status for r in answer.results] == ["ok", "failed", "ok"]
+
+
+async def test_a_planned_vqa_that_could_not_answer_is_followed_by_document_qa(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    write_png(folder / "letter.png", "white")
+    question = "In letter.png, what is my room number?"
+    plan = plan_json(("visual-question-answering", 0, [], {"image": "letter.png", "text": "What is my room number?"}))
+    router = Router(plan, answer="letter.png does not contain any information about the room number.")
+    doc = AnswerExpert("document-question-answering", "test/doc-qa", '214 (from the line "Your room is 214.")')
+    vqa = AnswerExpert("visual-question-answering", "test/vqa", "The facts do not give the room number.")
+    gpt, _ = pipeline(tmp_path, router, [doc, vqa])
+    answer = await gpt.run(question, inputs=[folder])
+    assert split_answer(answer.text)[0].startswith("214")
+    assert [t.task for t in answer.plan] == ["visual-question-answering", "document-question-answering"]
+    assert [a["text"] for a in doc.asked] == [question] and len(vqa.asked) == 1

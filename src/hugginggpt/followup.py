@@ -3,8 +3,9 @@
 A small planner often plans a question about an image ("what colour is the bicycle in dog.jpg?", "what is the total
 on invoice.png?") as detection or classification, whose labels cannot answer it; the answer then says the results do
 not give it, or invents it and the grounding check removes the claim. When that happens and a model that answers
-questions about images is installed, the question goes to it (document QA first, then VQA), and its answer is the
-direct answer. The added task is shown in the plan and the account like any other.
+questions about images is installed, the question goes to it (document QA first, then VQA; a type the plan already
+ran is not asked again), and its answer is the direct answer. The added task is shown in the plan and the account
+like any other.
 """
 
 from __future__ import annotations
@@ -42,13 +43,11 @@ def is_question(request: str) -> bool:
 
 
 def asked_image(tasks: Sequence[Task], results: Sequence[TaskResult]) -> str | None:
-    """The one image (a file or URL, not another task's output) that the plan's succeeded tasks looked at, when no
-    task of the plan was given a question about it; None otherwise."""
+    """The one image (a file or URL, not another task's output) that the plan's succeeded tasks looked at; None
+    when there is none or several."""
     ok = {r.task_id for r in results if r.status == "ok"}
     images: set[str] = set()
     for task in tasks:
-        if task.task in QUESTION_TASKS:
-            return None
         if task.id not in ok:
             continue
         for key, value in task.args.items():
@@ -75,11 +74,13 @@ def question_types(
     table: TaskTable,
     available: Callable[[str], bool],
 ) -> list[str]:
-    """The question-answering task types to ask, in order, if the reply leaves the request unanswered: none when
-    the request is no question, the plan already asked one or looked at several images, or no model serves one."""
+    """The question-answering task types to ask, in order, if the reply leaves the request unanswered: those the
+    plan did not already ask and a model serves; none when the request is no question or the plan looked at several
+    images."""
     if not is_question(request) or asked_image(tasks, results) is None:
         return []
-    return [name for name in QUESTION_TASKS if name in table and available(name)]
+    planned = {task.task for task in tasks}
+    return [name for name in QUESTION_TASKS if name not in planned and name in table and available(name)]
 
 
 def question_task(task_type: str, image: str, request: str, task_id: int) -> Task:
