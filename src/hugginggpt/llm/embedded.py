@@ -509,6 +509,9 @@ def _load_server(
     path: Path, context: int, threads: int, *, api_key: str, slot_dir: Path | None = None
 ) -> tuple[Any, str]:
     """The loaded llama.cpp server, and what its saved KV states depend on besides the model and prompt."""
+    # llama.cpp's OpenMP threads spin while they wait; with experts or other work on the same few cores that made
+    # generation 10-40 times slower here. Read when the OpenMP runtime loads; the user's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     try:
         import xllamacpp
     except ImportError:
