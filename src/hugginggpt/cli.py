@@ -574,24 +574,57 @@ def bench_server(
 def bench(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="print the measurements as one JSON object")] = False,
+    workload: Annotated[
+        str,
+        typer.Option(
+            help="all: both; a: workload A only (scripted LLM, timed experts: no model, seconds); "
+            "llm: the controller LLM's cold/warm planning and runs only"
+        ),
+    ] = "all",
+    time_scale: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="workload A's times (token rate, expert times, poll interval) scaled by this; ratios unchanged",
+        ),
+    ] = 0.25,
 ) -> None:
-    """Time the controller LLM and the pipeline in one run: cold vs warm planning, tokens/s, plan streaming, RSS."""
+    """Time the controller LLM and the pipeline in one run: cold vs warm planning, tokens/s, plan streaming, RSS;
+    and workload A: ours, ours-no-stream, the paper's staged pipeline and the critical-path bound on the same
+    scripted requests."""
     import tempfile
 
-    from .eval.bench import run_bench
+    if workload not in ("all", "a", "llm"):
+        raise _fail(f"unknown workload {workload!r}; choose all, a or llm")
+    data: dict[str, Any] = {}
+    progress = lambda m: err.print(f"[dim]{m}…[/]", soft_wrap=True)  # noqa: E731
+    if workload in ("all", "llm"):
+        from .eval.bench import run_bench
 
-    gpt = _pipeline(_settings(ctx))
-    with tempfile.TemporaryDirectory(prefix="hugginggpt-bench-") as folder:
-        try:
-            report = asyncio.run(
-                run_bench(gpt, Path(folder), progress=lambda m: err.print(f"[dim]{m}…[/]", soft_wrap=True))
-            )
-        except HuggingGPTError as exc:
-            raise _fail(str(exc)) from None
-    ratios = report.ratios()
+        gpt = _pipeline(_settings(ctx))
+        with tempfile.TemporaryDirectory(prefix="hugginggpt-bench-") as folder:
+            try:
+                report = asyncio.run(run_bench(gpt, Path(folder), progress=progress))
+            except HuggingGPTError as exc:
+                raise _fail(str(exc)) from None
+        data = {**report.model_dump(mode="json"), "ratios": report.ratios()}
+        if not as_json:
+            _print_llm_bench(report)
+    if workload in ("all", "a"):
+        from .eval.bench_modes import run_workload_a
+
+        with tempfile.TemporaryDirectory(prefix="hugginggpt-bench-a-") as folder:
+            workload_a = asyncio.run(run_workload_a(Path(folder), time_scale=time_scale, progress=progress))
+        summary = workload_a.summary()
+        data = {**data, **summary, "workload_a": workload_a.to_json()}  # `ours`, `staged`, `bound`, … at the top
+        if not as_json:
+            _print_workload_a(workload_a)
     if as_json:
-        sys.stdout.write(json.dumps({**report.model_dump(mode="json"), "ratios": ratios}) + "\n")
-        return
+        sys.stdout.write(json.dumps(data) + "\n")
+
+
+def _print_llm_bench(report: Any) -> None:
+    ratios = report.ratios()
     plans = Table("plan", "s", "1st task s", "prompt", "cached", "prompt/s", "gen", "gen/s", "tasks")
     for label, sample in [("cold", report.cold), *(("warm", s) for s in report.warm)]:
         plans.add_row(
@@ -621,6 +654,45 @@ def bench(
     for name, value in ratios.items():
         table.add_row(name, "—" if value is None else f"{value:.2f}")
     out.print(table)
+
+
+def _print_workload_a(report: Any) -> None:
+    def num(value: float | None, digits: int = 2) -> str:
+        return "—" if value is None else f"{value:.{digits}f}"
+
+    out.print(
+        f"workload A: scripted LLM at {report.tokens_per_second / report.time_scale:g} tokens/s, timed experts, "
+        f"poll {report.poll_s * report.time_scale:g} s (time scale {report.time_scale:g})",
+        soft_wrap=True,
+    )
+    table = Table("request", "mode", "wall s", "÷ bound", "LLM calls", "gen tokens", "1st expert ÷ plan")
+    # requests: chain, fan-out (graphs) and single; 1st expert ÷ plan: when the first expert started / plan time
+    for request in report.requests:
+        for mode, run in request.modes.items():
+            table.add_row(
+                request.name,
+                mode,
+                f"{run.wall_s:.2f}",
+                num(request.ratio(mode)),
+                str(run.llm_calls),
+                str(run.generated_tokens),
+                num(run.first_expert_fraction),
+            )
+        table.add_section()
+    out.print(table)
+    summary = Table("mode (mean per request)", "wall s", "÷ bound (graphs)", "LLM calls", "gen tokens", "1st ÷ plan")
+    for mode, row in report.summary().items():
+        summary.add_row(
+            mode,
+            num(row["wall_s"]),
+            num(row["ratio_to_bound"]),
+            num(row["llm_calls"], 1),
+            num(row["generated_tokens"], 0),
+            num(row["first_expert_of_plan"]),
+        )
+    out.print(summary)
+    for name, value in report.ratios().items():
+        out.print(f"{name}: {num(value)}")
 
 
 @eval_app.command("taskbench")

@@ -12,8 +12,13 @@ from .protocol import Completion, DeltaCallback, LLMError, Message, Usage
 Reply = str | Exception | Callable[[Sequence[Message], dict[str, Any] | None], str]
 
 
+_TOKENS = re.compile(r"\w+|[^\w\s]")
+# the reply cut into tokens, each with the whitespace before it (the last piece keeps any trailing whitespace)
+_TOKEN_PIECES = re.compile(r"\s*(?:\w+|[^\w\s])\s*\Z|\s*(?:\w+|[^\w\s])|\s+\Z")
+
+
 def _count_tokens(text: str) -> int:
-    return len(re.findall(r"\w+|[^\w\s]", text))
+    return len(_TOKENS.findall(text))
 
 
 class ScriptedLLM:
@@ -21,13 +26,25 @@ class ScriptedLLM:
 
     A reply is a string, an exception to raise, or a function of (messages, json_schema) returning a string.
     With `fallback` set, it answers every call after the script runs out; otherwise that is an error.
-    Every call is recorded in `calls` as (messages, json_schema).
+    Every call is recorded in `calls` as (messages, json_schema). With `tokens_per_second` set, a reply takes the
+    time a model generating at that rate would: its tokens come out one by one on that schedule (streamed to
+    `on_delta` as they are due, or all at the end without it).
     """
 
     name = "scripted"
 
-    def __init__(self, *replies: Reply, fallback: Reply | None = None, delay: float = 0.0, chunk: int = 8) -> None:
+    def __init__(
+        self,
+        *replies: Reply,
+        fallback: Reply | None = None,
+        delay: float = 0.0,
+        chunk: int = 8,
+        tokens_per_second: float | None = None,
+    ) -> None:
+        if tokens_per_second is not None and tokens_per_second <= 0:
+            raise ValueError("tokens_per_second must be positive")
         self._replies = list(replies)
+        self._rate = tokens_per_second
         self._fallback = fallback
         self._delay = delay
         self._chunk = chunk
@@ -57,7 +74,9 @@ class ScriptedLLM:
         if isinstance(reply, Exception):
             raise reply
         text = reply if isinstance(reply, str) else reply(messages, json_schema)
-        if on_delta is not None:
+        if self._rate is not None:
+            await self._generate(text, on_delta)
+        elif on_delta is not None:
             for start in range(0, len(text), self._chunk):
                 on_delta(text[start : start + self._chunk])
                 await asyncio.sleep(0)
@@ -67,3 +86,16 @@ class ScriptedLLM:
             usage=Usage(prompt_tokens=prompt, completion_tokens=_count_tokens(text)),
             finish_reason="stop",
         )
+
+    async def _generate(self, text: str, on_delta: DeltaCallback | None) -> None:
+        """Emit `text` token by token at the set rate; each token is due at start + n / rate (no drift)."""
+        assert self._rate is not None
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        pieces = _TOKEN_PIECES.findall(text)
+        for n, piece in enumerate(pieces, 1):
+            wait = start + n / self._rate - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if on_delta is not None:
+                on_delta(piece)

@@ -1,0 +1,481 @@
+"""Workload A of `hugginggpt bench`: the pipeline's modes compared on a scripted LLM and timed experts.
+
+The controller is a `ScriptedLLM` that generates its replies at a set rate (tokens per second) and the experts
+sleep for set durations, so the ratios are exact and repeatable on any machine. Modes, on the same requests:
+
+- `ours`: the pipeline as shipped (`HuggingGPT`, default settings: streamed plan, `fit` selection);
+- `ours-no-stream`: the same with `stream_plan=False`;
+- `staged`: the paper's pipeline as the original code runs it, built from our parts as an ablation: the full plan
+  first, then a scheduler that looks for ready tasks every 0.5 s; each task, once ready, asks the LLM to choose
+  its model when it has two or more candidates (one call per task), text tasks are served by the LLM (one call
+  each), then the answer;
+- `bound`: the critical path computed from the parts measured in the `ours` run: plan generation + the longest
+  chain of expert times + answer generation (`critical_path`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import statistics
+import time
+import wave
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..catalog import ModelCatalog
+from ..config import Settings
+from ..errors import ExpertError
+from ..execution import LocalExecutor, Scheduler
+from ..experts.llm import llm_experts
+from ..experts.protocol import Expert, ExpertContext, Outputs
+from ..experts.registry import ExpertRegistry
+from ..facts import task_facts
+from ..grounding import Grounds
+from ..llm.protocol import LLM, Completion, Message
+from ..llm.scripted import ScriptedLLM
+from ..pipeline import HuggingGPT
+from ..planning import Planner
+from ..response import respond
+from ..selection import Selector
+from ..tasks import DEFAULT_TASK_TYPES, TaskTable
+from ..types import Answer, ModelCard, Selection, Task, TaskResult
+from ..workspace import Workspace
+
+MODES = ("ours", "ours-no-stream", "staged")
+TOKENS_PER_SECOND = 50.0
+POLL_SECONDS = 0.5  # the original code's scheduler sleeps this long between looks for ready tasks
+# what each timed expert takes (seconds at time scale 1) and produces
+EXPERT_SECONDS = {
+    "text-to-image": 0.6,
+    "image-to-text": 0.3,
+    "text-to-speech": 0.4,
+    "sentence-similarity": 0.2,
+}
+_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+ANSWER = (
+    "I did what you asked: the tasks ran one after another where one needed the other, and their results are "
+    "listed below with the files they made."
+)
+TRANSLATION = "Le port la nuit, calme et silencieux."
+
+
+class BenchRequest(BaseModel):
+    """A fixed request of workload A and the plan the scripted planner streams for it."""
+
+    name: str
+    request: str
+    tasks: list[dict[str, Any]]
+
+    @property
+    def graph(self) -> bool:
+        return len(self.tasks) > 1
+
+    def plan_reply(self) -> str:
+        return json.dumps({"tasks": self.tasks}, ensure_ascii=False)
+
+
+def _task(id: int, task: str, step: str, args: dict[str, str], dep: Sequence[int] = ()) -> dict[str, Any]:
+    return {"step": step, "task": task, "id": id, "dep": list(dep), "args": args}
+
+
+REQUESTS = (
+    BenchRequest(
+        name="chain",
+        request="Draw a red bicycle in the rain, describe the picture, and read the description aloud.",
+        tasks=[
+            _task(0, "text-to-image", "draw a red bicycle in the rain", {"text": "a red bicycle in the rain"}),
+            _task(1, "image-to-text", "describe the picture", {"image": "<resource>-0"}, [0]),
+            _task(2, "text-to-speech", "read the description aloud", {"text": "<resource>-1"}, [1]),
+        ],
+    ),
+    BenchRequest(
+        name="fan-out",
+        request="Draw a lighthouse at dusk and describe it, translate 'the harbour at night' into French, "
+        "and tell me how similar the description and the translation are.",
+        tasks=[
+            _task(0, "text-to-image", "draw a lighthouse at dusk", {"text": "a lighthouse at dusk"}),
+            _task(1, "image-to-text", "describe it", {"image": "<resource>-0"}, [0]),
+            _task(
+                2,
+                "translation",
+                "translate 'the harbour at night' into French",
+                {"text": "the harbour at night", "tgt_lang": "French"},
+            ),
+            _task(
+                3,
+                "sentence-similarity",
+                "how similar the description and the translation are",
+                {"text": "<resource>-1", "text_2": "<resource>-2"},
+                [1, 2],
+            ),
+        ],
+    ),
+    BenchRequest(
+        name="single",
+        request="Read 'good morning, everyone' aloud.",
+        tasks=[_task(0, "text-to-speech", "read it aloud", {"text": "good morning, everyone"})],
+    ),
+)
+
+
+def critical_path(
+    plan_s: float, answer_s: float, durations: Mapping[int, float], deps: Mapping[int, Sequence[int]]
+) -> float:
+    """The bound: plan generation + the longest chain of expert durations through the task graph + the answer.
+    A task missing from `durations` (it did not run) counts 0."""
+    finish: dict[int, float] = {}
+
+    def done(task_id: int, seen: frozenset[int] = frozenset()) -> float:
+        if task_id in finish:
+            return finish[task_id]
+        if task_id in seen:
+            raise ValueError(f"the task graph has a cycle through task {task_id}")
+        before = max((done(d, seen | {task_id}) for d in deps.get(task_id, ())), default=0.0)
+        finish[task_id] = before + durations.get(task_id, 0.0)
+        return finish[task_id]
+
+    chain = max((done(t) for t in {*durations, *deps}), default=0.0)
+    return plan_s + chain + answer_s
+
+
+class TimedExpert:
+    """Sleeps for a set time, then gives an output of each modality its task type produces."""
+
+    def __init__(self, task: str, model_id: str, seconds: float) -> None:
+        self.card = ModelCard(id=model_id, task=task, backend="embedded", available=True)
+        self.seconds = seconds
+        self.outputs = next(t for t in DEFAULT_TASK_TYPES if t.name == task).outputs
+
+    async def run(self, args: dict[str, str], ctx: ExpertContext) -> Outputs:
+        await asyncio.sleep(self.seconds)
+        outputs: Outputs = {}
+        for output in self.outputs:
+            if output == "image":
+                path = ctx.output_path(".png")
+                path.write_bytes(_PNG)
+                outputs["image"] = ctx.artifact(path, "image")
+            elif output == "audio":
+                path = ctx.output_path(".wav")
+                with wave.open(str(path), "wb") as sound:
+                    sound.setnchannels(1)
+                    sound.setsampwidth(2)
+                    sound.setframerate(8000)
+                    sound.writeframes(b"\0\0" * 800)
+                outputs["audio"] = ctx.artifact(path, "audio")
+            else:
+                outputs["text"] = f"the {self.card.task} result of {args.get('text', 'the input')[:60]}"
+        return outputs
+
+
+class CountingLLM:
+    """Counts every call and generated token of the wrapped LLM, the text experts' calls included."""
+
+    def __init__(self, inner: LLM) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.calls = 0
+        self.generated_tokens = 0
+
+    async def complete(self, messages: Sequence[Message], **kwargs: Any) -> Completion:
+        self.calls += 1
+        completion = await self.inner.complete(messages, **kwargs)
+        self.generated_tokens += completion.usage.completion_tokens
+        return completion
+
+
+def scripted_reply(requests: Sequence[BenchRequest] = REQUESTS) -> Callable[[Sequence[Message], Any], str]:
+    """The scripted controller: the plan for a known request, the first candidate for a selection, a translation
+    for a text task, and a fixed answer."""
+    plans = {r.request: r.plan_reply() for r in requests}
+
+    def reply(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+        properties = (schema or {}).get("properties", {})
+        if "tasks" in properties:
+            return plans.get(messages[-1].content, '{"tasks": []}')
+        if properties and all(key.startswith("task_") for key in properties):
+            return json.dumps(
+                {
+                    key: {"id": p["properties"]["id"]["enum"][0], "reason": "the first one"}
+                    for key, p in properties.items()
+                }
+            )
+        if messages[0].role != "system":  # an LLM-served text task
+            return TRANSLATION
+        return ANSWER
+
+    return reply
+
+
+def workload_parts(tokens_per_second: float, time_scale: float = 1.0) -> tuple[CountingLLM, ExpertRegistry]:
+    """A fresh counted scripted LLM and the experts: two timed candidates per media task type, the LLM for text."""
+    llm = CountingLLM(ScriptedLLM(fallback=scripted_reply(), tokens_per_second=tokens_per_second / time_scale))
+    experts: list[Expert] = [
+        TimedExpert(task, f"bench/{task}-{variant}", seconds * time_scale)
+        for task, seconds in EXPERT_SECONDS.items()
+        for variant in ("a", "b")
+    ]
+    experts += llm_experts(llm)
+    return llm, ExpertRegistry(experts)
+
+
+class ModeRun(BaseModel):
+    """One request in one mode: what it took and the measured parts."""
+
+    mode: str
+    wall_s: float
+    llm_calls: int
+    generated_tokens: int
+    plan_s: float = 0.0
+    answer_s: float = 0.0
+    first_expert_s: float | None = None
+    expert_s: dict[int, float] = {}
+    ok: bool = True
+
+    @property
+    def first_expert_fraction(self) -> float | None:
+        """When the first expert started, as a fraction of the plan's generation time."""
+        if self.first_expert_s is None or not self.plan_s:
+            return None
+        return self.first_expert_s / self.plan_s
+
+
+def _stage_seconds(answer: Answer, stage: str) -> float:
+    return sum(call.seconds for call in answer.llm_usage if call.stage == stage)
+
+
+async def run_ours(
+    request: BenchRequest, out: Path, *, stream: bool = True, tokens_per_second: float, time_scale: float = 1.0
+) -> ModeRun:
+    """The shipped pipeline on `request` (its defaults, not the environment's), timed from the outside."""
+    llm, experts = workload_parts(tokens_per_second, time_scale)
+    settings = Settings.model_construct(output_dir=out, stream_plan=stream)
+    gpt = HuggingGPT(llm, experts, settings=settings)
+    start = time.perf_counter()
+    first: float | None = None
+    answer: Answer | None = None
+    async for event in gpt.stream(request.request, output_dir=out):
+        if event.type == "task.start" and first is None:
+            first = time.perf_counter() - start
+        elif event.type == "answer.done":
+            answer = Answer.model_validate(event.data["answer"])
+    wall = time.perf_counter() - start
+    assert answer is not None
+    return ModeRun(
+        mode="ours" if stream else "ours-no-stream",
+        wall_s=wall,
+        llm_calls=llm.calls,
+        generated_tokens=llm.generated_tokens,
+        plan_s=_stage_seconds(answer, "planning"),
+        answer_s=_stage_seconds(answer, "response"),
+        first_expert_s=first,
+        expert_s={r.task_id: r.seconds for r in answer.results if r.seconds is not None},
+        ok=answer.error is None and all(r.status == "ok" for r in answer.results),
+    )
+
+
+class PerTaskSelector(Selector):
+    """The `llm` strategy, one LLM call per task rather than one batched call (as the original code asks)."""
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for item in pending:
+            self._pending = [item]
+            await super().flush()
+
+    async def select(self, task: Task) -> Selection:
+        """Choose for `task` now: its own LLM call when it has two or more candidates."""
+        future = self.submit(task)
+        if not future.done():
+            await self.flush()
+        return await future
+
+
+class PollingScheduler(Scheduler):
+    """The original code's scheduler: a task whose dependencies are not all done looks again every `poll` s."""
+
+    def __init__(self, *, poll: float = POLL_SECONDS, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.poll = poll
+        self.polls = 0  # how many times a task slept waiting for its dependencies
+
+    async def _run(self, task: Task) -> None:
+        try:
+            while not all(self._done[d].done() for d in task.dep):
+                self.polls += 1
+                await asyncio.sleep(self.poll)
+        except asyncio.CancelledError:
+            result = self.results[task.id]
+            self._finish(result, "failed", "cancelled")
+            self._done[task.id].set_result(result)
+            raise
+        await super()._run(task)  # the dependencies are done: their futures answer at once
+
+
+async def run_staged(
+    request: BenchRequest,
+    out: Path,
+    *,
+    tokens_per_second: float,
+    time_scale: float = 1.0,
+    poll: float = POLL_SECONDS,
+) -> ModeRun:
+    """The paper's staged pipeline from our parts: full plan, polled scheduling with per-task selection, answer."""
+    llm, experts = workload_parts(tokens_per_second, time_scale)
+    table = TaskTable(DEFAULT_TASK_TYPES)
+    catalog = ModelCatalog(experts.cards())
+    workspace = Workspace(out, [out])
+    start = time.perf_counter()
+    planner = Planner(llm, table)
+    plan = await planner.plan(request.request, exists=workspace.has_input)  # the whole plan before anything runs
+    plan_s = time.perf_counter() - start
+    selector = PerTaskSelector(catalog, llm, request.request, strategy="llm")
+    first: list[float] = []
+
+    async def expert_for(task: Task) -> Expert:
+        selection = await selector.select(task)
+        if selection.model_id is None:
+            raise ExpertError(selection.reason)
+        expert = experts.get(task.task, selection.model_id)
+        if expert is None:
+            raise ExpertError(f"no expert {selection.model_id}")
+        return expert
+
+    def emit(event: Any) -> None:
+        if event.type == "task.start" and not first:
+            first.append(time.perf_counter() - start)
+
+    scheduler = PollingScheduler(
+        poll=poll * time_scale, executor=LocalExecutor(), workspace=workspace, expert_for=expert_for, emit=emit
+    )
+    for task in plan.tasks:
+        scheduler.add(task)
+    results: list[TaskResult] = await scheduler.wait()
+    tasks = list(plan.tasks)
+    selections = [selector.selections[t.id] for t in tasks if t.id in selector.selections]
+    facts = task_facts(tasks, selections, results, table)
+    given = [v for item in (*tasks, *results) for v in item.args.values()]
+    mark = time.perf_counter()
+    await respond(llm, request.request, facts, grounds=Grounds.of(facts, [request.request], given))
+    end = time.perf_counter()
+    return ModeRun(
+        mode="staged",
+        wall_s=end - start,
+        llm_calls=llm.calls,
+        generated_tokens=llm.generated_tokens,
+        plan_s=plan_s,
+        answer_s=end - mark,
+        first_expert_s=first[0] if first else None,
+        expert_s={r.task_id: r.seconds for r in results if r.seconds is not None},
+        ok=all(r.status == "ok" for r in results),
+    )
+
+
+def bound_of(request: BenchRequest, measured: ModeRun) -> ModeRun:
+    """The `bound` of a request from the parts of a measured run (`ours`, which asks no selection call); its LLM
+    calls and tokens are that run's."""
+    deps = {t["id"]: t["dep"] for t in request.tasks}
+    wall = critical_path(measured.plan_s, measured.answer_s, measured.expert_s, deps)
+    return ModeRun(
+        mode="bound",
+        wall_s=wall,
+        llm_calls=measured.llm_calls,
+        generated_tokens=measured.generated_tokens,
+        plan_s=measured.plan_s,
+        answer_s=measured.answer_s,
+        expert_s=measured.expert_s,
+    )
+
+
+class RequestRuns(BaseModel):
+    name: str
+    tasks: int
+    graph: bool
+    modes: dict[str, ModeRun]
+
+    def ratio(self, mode: str, to: str = "bound") -> float | None:
+        base = self.modes[to].wall_s
+        return self.modes[mode].wall_s / base if base else None
+
+
+class WorkloadAReport(BaseModel):
+    """Workload A: each request in each mode, the bound, and the ratios."""
+
+    tokens_per_second: float
+    time_scale: float
+    poll_s: float
+    expert_seconds: dict[str, float]
+    requests: list[RequestRuns]
+
+    def summary(self) -> dict[str, dict[str, float | None]]:
+        """Per mode, means over the requests: wall time, LLM calls and generated tokens per request, the ratio to
+        `bound` (graph requests) and the first expert's start as a fraction of plan time."""
+        out: dict[str, dict[str, float | None]] = {}
+        graphs = [r for r in self.requests if r.graph]
+        for mode in (*MODES, "bound"):
+            runs = [r.modes[mode] for r in self.requests]
+            fractions = [f for run in runs if (f := run.first_expert_fraction) is not None]
+            ratios = [x for r in graphs if (x := r.ratio(mode)) is not None]
+            out[mode] = {
+                "wall_s": statistics.mean(run.wall_s for run in runs),
+                "llm_calls": statistics.mean(run.llm_calls for run in runs),
+                "generated_tokens": statistics.mean(run.generated_tokens for run in runs),
+                "ratio_to_bound": statistics.mean(ratios) if ratios else None,
+                "first_expert_of_plan": statistics.mean(fractions) if fractions else None,
+            }
+        return out
+
+    def ratios(self) -> dict[str, float | None]:
+        graphs = [r for r in self.requests if r.graph]
+        ours = [x for r in graphs if (x := r.ratio("ours")) is not None]
+        staged = [x for r in graphs if (x := r.ratio("staged", "ours")) is not None]
+        return {
+            "ours / bound, graph requests (worst; target <= 1.10)": max(ours) if ours else None,
+            "staged / ours, graph requests (least; target >= 2.0)": min(staged) if staged else None,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.model_dump(mode="json"),
+            "summary": self.summary(),
+            "ratios": self.ratios(),
+        }
+
+
+async def run_workload_a(
+    output_dir: Path,
+    *,
+    tokens_per_second: float = TOKENS_PER_SECOND,
+    time_scale: float = 1.0,
+    requests: Sequence[BenchRequest] = REQUESTS,
+    progress: Callable[[str], None] = lambda _: None,
+) -> WorkloadAReport:
+    """Every request in every mode, one after another in this process, after one discarded warm-up run."""
+    if time_scale <= 0:
+        raise ValueError("time_scale must be positive")
+    rate = dict(tokens_per_second=tokens_per_second, time_scale=time_scale)
+    await run_ours(requests[-1], output_dir / "warm-up", **rate)
+    runs = []
+    for request in requests:
+        out = output_dir / request.name
+        progress(f"workload A, {request.name}: ours")
+        ours = await run_ours(request, out / "ours", **rate)
+        progress(f"workload A, {request.name}: ours-no-stream")
+        no_stream = await run_ours(request, out / "ours-no-stream", stream=False, **rate)
+        progress(f"workload A, {request.name}: staged")
+        staged = await run_staged(request, out / "staged", **rate)
+        modes = {"ours": ours, "ours-no-stream": no_stream, "staged": staged, "bound": bound_of(request, ours)}
+        runs.append(RequestRuns(name=request.name, tasks=len(request.tasks), graph=request.graph, modes=modes))
+    return WorkloadAReport(
+        tokens_per_second=tokens_per_second,
+        time_scale=time_scale,
+        poll_s=POLL_SECONDS,
+        expert_seconds=EXPERT_SECONDS,
+        requests=runs,
+    )
