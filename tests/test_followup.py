@@ -72,6 +72,14 @@ def test_an_answer_is_one_that_does_not_say_the_text_lacks_it() -> None:
     assert answered(result('216.48 (from the line "TOTAL DUE EUR 216.48" of invoice.png)'))
     assert not answered(result('The text of invoice.png (12 lines read by OCR) does not say: "What is the date?".'))
     assert not answered(result("", status="failed"))
+    unsupported = TaskResult(
+        task_id=1,
+        task="visual-question-answering",
+        status="ok",
+        outputs={"text": 'The facts I have about a.jpg (a dog) do not say: "x".', "json": {"supported": False}},
+    )
+    assert not answered(unsupported)
+    assert answered(unsupported.model_copy(update={"outputs": {"text": "Red.", "json": {"supported": True}}}))
 
 
 def test_the_question_task_asks_the_request_of_the_image() -> None:

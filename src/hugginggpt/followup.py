@@ -34,7 +34,7 @@ _NOT_ANSWERED = re.compile(
     r"answer)\b",
     re.IGNORECASE,
 )
-_DOES_NOT_SAY = re.compile(r"\bdoes not say\b", re.IGNORECASE)
+_DOES_NOT_SAY = re.compile(r"\b(?:does|do) not say\b", re.IGNORECASE)
 
 
 def is_question(request: str) -> bool:
@@ -62,9 +62,15 @@ def unanswered(response: Response) -> bool:
 
 
 def answered(result: TaskResult) -> bool:
-    """A question-answering task that gave an answer (not "the text of X does not say ...")."""
+    """A question-answering task that gave an answer: by its `supported` flag where it has one (the composed
+    experts), else by its text (not "the text of X does not say ...")."""
     text = str(result.outputs.get("text", ""))
-    return result.status == "ok" and bool(text.strip()) and not _DOES_NOT_SAY.search(text)
+    if result.status != "ok" or not text.strip():
+        return False
+    data = result.outputs.get("json")
+    if isinstance(data, dict) and isinstance(data.get("supported"), bool):
+        return data["supported"]
+    return not _DOES_NOT_SAY.search(text)
 
 
 def question_types(
