@@ -37,18 +37,17 @@ def test_the_asked_image_is_the_one_image_the_plan_looked_at() -> None:
 
 def test_question_types_only_for_a_question_and_an_installed_model() -> None:
     every = lambda task: True  # noqa: E731
-    assert question_types("What colour is the bicycle?", [DETECT], _ran(DETECT), TABLE, every) == [
+    assert question_types("What colour is the bicycle?", [DETECT], "dog.jpg", TABLE, every) == [
         "document-question-answering",
         "visual-question-answering",
     ]
     only_vqa = lambda task: task == "visual-question-answering"  # noqa: E731
-    assert question_types("What colour is it?", [DETECT], _ran(DETECT), TABLE, only_vqa) == [
-        "visual-question-answering"
-    ]
-    assert question_types("Find the dogs in dog.jpg.", [DETECT], _ran(DETECT), TABLE, every) == []
-    assert question_types("What colour is it?", [DETECT], _ran(DETECT), TABLE, lambda task: False) == []
+    assert question_types("What colour is it?", [DETECT], "dog.jpg", TABLE, only_vqa) == ["visual-question-answering"]
+    assert question_types("Find the dogs in dog.jpg.", [DETECT], "dog.jpg", TABLE, every) == []
+    assert question_types("What colour is it?", [DETECT], "dog.jpg", TABLE, lambda task: False) == []
+    assert question_types("What colour is it?", [DETECT], None, TABLE, every) == []  # no one image asked about
     vqa = Task(id=0, task="visual-question-answering", args={"image": "letter.png", "text": "What is my room?"})
-    assert question_types("What is my room?", [vqa], _ran(vqa), TABLE, every) == ["document-question-answering"]
+    assert question_types("What is my room?", [vqa], "letter.png", TABLE, every) == ["document-question-answering"]
 
 
 def test_a_reply_that_says_the_results_do_not_hold_the_answer() -> None:

@@ -76,14 +76,14 @@ def answered(result: TaskResult) -> bool:
 def question_types(
     request: str,
     tasks: Sequence[Task],
-    results: Sequence[TaskResult],
+    image: str | None,
     table: TaskTable,
     available: Callable[[str], bool],
 ) -> list[str]:
     """The question-answering task types to ask, in order, if the reply leaves the request unanswered: those the
-    plan did not already ask and a model serves; none when the request is no question or the plan looked at several
-    images."""
-    if not is_question(request) or asked_image(tasks, results) is None:
+    plan did not already ask and a model serves; none when the request is no question or there is no one asked
+    image (`asked_image`)."""
+    if not is_question(request) or image is None:
         return []
     planned = {task.task for task in tasks}
     return [name for name in QUESTION_TASKS if name not in planned and name in table and available(name)]

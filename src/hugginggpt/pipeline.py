@@ -215,24 +215,26 @@ class HuggingGPT:
             emit(Event(type="answer.token", data={"text": text}))
         else:
             told = [request, *(m.content for m in history)]
-            given = [v for item in (*tasks, *results) for v in item.args.values()]
+
+            def grounds() -> Grounds:
+                return Grounds.of(facts, told, [v for item in (*tasks, *results) for v in item.args.values()])
 
             def say(delta: str) -> None:
                 emit(Event(type="answer.token", data={"text": delta}))
 
+            image = followup.asked_image(tasks, results)
             available = self.catalog.available_tasks()
-            asks = followup.question_types(request, tasks, results, self.task_types, available.__contains__)
+            asks = followup.question_types(request, tasks, image, self.task_types, available.__contains__)
             held: list[str] = []  # when the question may go on to a QA model, the first reply waits
             response = await respond(
                 meter.bind(self.llm, "response"),
                 request,
                 facts,
-                grounds=Grounds.of(facts, told, given),
+                grounds=grounds(),
                 history=trim_history(history, self.settings.history_tokens),
                 on_delta=held.append if asks else say,
             )
             text = response.text
-            image = followup.asked_image(tasks, results)
             if asks and image is not None and followup.unanswered(response):
                 extra = await self._ask(asks, image, request, max(t.id for t in tasks) + 1, meter, workspace, emit)
                 tasks += [task for task, _, _ in extra]
@@ -240,8 +242,7 @@ class HuggingGPT:
                 results += [result for _, _, result in extra]
                 facts = task_facts(tasks, selections, results, self.task_types)
                 if followup.answered(extra[-1][2]):
-                    given = [v for item in (*tasks, *results) for v in item.args.values()]
-                    stream = CheckedStream(Grounds.of(facts, told, given), say)
+                    stream = CheckedStream(grounds(), say)
                     stream.add(str(extra[-1][2].outputs["text"]))
                     if stream.text:
                         held, text, response = [], stream.text, response.model_copy(update={"removed": []})
