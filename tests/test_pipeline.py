@@ -124,8 +124,43 @@ async def test_tasks_start_while_the_plan_is_still_streaming(tmp_path):
 async def test_without_streaming_the_plan_comes_first(tmp_path):
     router = Router(plan_json(("summarization", 0, [], {"text": "a"})))
     gpt, _ = pipeline(tmp_path, router, [SleepExpert("summarization", "s", 0)], stream_plan=False)
-    types = [e.type for e in await collect(gpt, "go")]
+    events = await collect(gpt, "go")
+    types = [e.type for e in events]
     assert types.index("plan.done") < types.index("task.start")
+    (start,) = [e for e in events if e.type == "task.start"]
+    assert start.data["while_planning"] is False and start.data["at_s"] >= 0
+
+
+async def test_a_task_start_says_it_came_while_the_plan_was_still_being_written(tmp_path):
+    router = Router(plan_json(("summarization", 0, [], {"text": "a"}), ("text-classification", 1, [], {"text": "b"})))
+    experts = [SleepExpert("summarization", "s", 0), SleepExpert("text-classification", "t", 0)]
+    gpt, _ = pipeline(tmp_path, router, experts)
+    events = await collect(gpt, "go")
+    starts = {e.data["task_id"]: e for e in events if e.type == "task.start"}
+    first = [e.type for e in events].index("task.start")
+    assert first < [e.type for e in events].index("plan.done") and events[first].data["while_planning"] is True
+    answer = events[-1].data["answer"]
+    assert answer["timings"]["first_task"] == min(e.data["at_s"] for e in starts.values())
+    assert answer["timings"]["first_task"] <= answer["timings"]["planning"]
+
+
+async def test_independent_llm_served_text_tasks_run_at_the_same_time(tmp_path):
+    plan = plan_json(
+        ("translation", 0, [], {"text": "good morning", "tgt_lang": "French"}),
+        ("summarization", 1, [], {"text": "a long text about the sea and the harbour at night"}),
+    )
+    router = Router(plan)
+    words = " ".join(["word"] * 120)
+
+    def reply(messages, schema):  # each text task's reply takes 0.3 s to generate
+        return router(messages, schema) if router.plans or role_of(messages) != "expert" else words
+
+    llm = ScriptedLLM(fallback=reply, tokens_per_second=400)
+    gpt = HuggingGPT(llm, ExpertRegistry(llm_experts(llm)), settings=Settings(output_dir=tmp_path / "out"))
+    events = await collect(gpt, "translate and summarise")
+    kinds = [(e.type, e.data.get("task_id")) for e in events if e.type in ("task.start", "task.end")]
+    assert kinds[:2] == [("task.start", 0), ("task.start", 1)] or kinds[:2] == [("task.start", 1), ("task.start", 0)]
+    assert [r["status"] for r in events[-1].data["answer"]["results"]] == ["ok", "ok"]
 
 
 async def test_repaired_plan_replaces_what_streamed(tmp_path):

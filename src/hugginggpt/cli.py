@@ -81,7 +81,8 @@ def _describe(event: Event) -> str | None:
     if event.type == "selection":
         return f"[blue]model[/]  task {data['task_id']} → {data['model_id'] or '—'} [dim]({data['reason']})[/]"
     if event.type == "task.start":
-        return f"[yellow]start[/]  task {data['task_id']} {data['task']} with {data['model']}"
+        early = " [dim](the plan is still being written)[/]" if data.get("while_planning") else ""
+        return f"[yellow]start[/]  task {data['task_id']} {data['task']} with {data['model']}{early}"
     if event.type == "task.end":
         seconds = f" in {data['seconds']:.1f} s" if data.get("seconds") is not None else ""
         if data["status"] == "ok":
@@ -118,7 +119,7 @@ def _report(answer: Answer) -> None:
         err.print("\n[bold]files[/]")
         for artifact in files:
             err.print(f"  {artifact.path}  [dim]{artifact.media_type}[/]")
-    timings = ", ".join(f"{k} {v:.1f} s" for k, v in answer.timings.items())
+    timings = ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in answer.timings.items())
     err.print(f"[dim]{answer.llm_calls} LLM calls; {timings}[/]")
 
 

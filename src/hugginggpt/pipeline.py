@@ -155,6 +155,16 @@ class HuggingGPT:
         meter = UsageMeter()
         timings: dict[str, float] = {}
         start = time.perf_counter()
+        planning = [True]  # while the plan is still being written
+
+        def emit_timed(event: Event) -> None:  # a task's start says when, and whether the plan was still coming
+            if event.type == "task.start":
+                at = time.perf_counter() - start
+                event.data.update(at_s=round(at, 3), while_planning=planning[0])
+                timings.setdefault("first_task", round(at, 3))
+            send(event)
+
+        send, emit = emit, emit_timed
         attempt = _Attempt(self, meter, request, workspace, emit)
         streamed: list[Task] = []
 
@@ -183,6 +193,7 @@ class HuggingGPT:
             partial = "part of the request could not be planned: " + "; ".join(plan.dropped)
             emit(Event(type="error", data={"stage": "planning", "message": partial}))
         timings["planning"] = time.perf_counter() - start
+        planning[0] = False
 
         if plan.tasks[: len(streamed)] != streamed:
             # The final (repaired) plan differs from what streamed: start over with it.
