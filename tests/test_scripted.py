@@ -28,3 +28,17 @@ async def test_streams_in_chunks_and_counts_tokens():
 async def test_scripted_exceptions_are_raised():
     with pytest.raises(LLMError, match="boom"):
         await ScriptedLLM(LLMError("boom")).complete(HI)
+
+
+async def test_prompt_reading_costs_only_what_no_earlier_prompt_or_warmed_prefix_started_with():
+    rate = 1e6  # tokens per second: the accounting is exact, the sleeping negligible
+    llm = ScriptedLLM(fallback="ok", prompt_tokens_per_second=rate)
+    system = Message(role="system", content="you are a planner " * 50)  # 200 tokens
+    await llm.warm([system])
+    await llm.complete([system, Message(role="user", content="one two three")])
+    assert 3 / rate <= llm.prompt_seconds <= 12 / rate  # only the request and its role tags, not the 200
+    before = llm.prompt_seconds
+    await llm.complete([Message(role="system", content="another prompt " * 100)])  # nothing in common
+    assert llm.prompt_seconds - before >= 200 / rate
+    with pytest.raises(ValueError):
+        ScriptedLLM(prompt_tokens_per_second=0)

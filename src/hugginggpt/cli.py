@@ -662,7 +662,8 @@ def _print_workload_a(report: Any) -> None:
         return "—" if value is None else f"{value:.{digits}f}"
 
     out.print(
-        f"workload A: scripted LLM at {report.tokens_per_second / report.time_scale:g} tokens/s, timed experts, "
+        f"workload A: scripted LLM reading {report.prompt_tokens_per_second / report.time_scale:g} and generating "
+        f"{report.tokens_per_second / report.time_scale:g} tokens/s, timed experts, "
         f"poll {report.poll_s * report.time_scale:g} s (time scale {report.time_scale:g})",
         soft_wrap=True,
     )

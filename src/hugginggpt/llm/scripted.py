@@ -21,6 +21,15 @@ def _count_tokens(text: str) -> int:
     return len(_TOKENS.findall(text))
 
 
+def _shared_start(a: str, b: str) -> int:
+    """How many characters `a` and `b` have in common at their start."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def _flatten(messages: Sequence[Message]) -> str:
+    return "".join(f"<{m.role}>{m.content}</{m.role}>" for m in messages)
+
+
 class ScriptedLLM:
     """Answers each call with the next scripted reply.
 
@@ -28,7 +37,9 @@ class ScriptedLLM:
     With `fallback` set, it answers every call after the script runs out; otherwise that is an error.
     Every call is recorded in `calls` as (messages, json_schema). With `tokens_per_second` set, a reply takes the
     time a model generating at that rate would: its tokens come out one by one on that schedule (streamed to
-    `on_delta` as they are due, or all at the end without it).
+    `on_delta` as they are due, or all at the end without it). With `prompt_tokens_per_second` set, a call first
+    reads its prompt at that rate, except the longest start it shares with an earlier prompt or a `warm` prefix
+    (as llama.cpp reuses a slot's cached prefix).
     """
 
     name = "scripted"
@@ -40,18 +51,24 @@ class ScriptedLLM:
         delay: float = 0.0,
         chunk: int = 8,
         tokens_per_second: float | None = None,
+        prompt_tokens_per_second: float | None = None,
     ) -> None:
-        if tokens_per_second is not None and tokens_per_second <= 0:
-            raise ValueError("tokens_per_second must be positive")
+        for rate in (tokens_per_second, prompt_tokens_per_second):
+            if rate is not None and rate <= 0:
+                raise ValueError("token rates must be positive")
         self._replies = list(replies)
         self._rate = tokens_per_second
+        self._read_rate = prompt_tokens_per_second
+        self._read: list[str] = []  # every prompt read so far (and warmed prefixes), flattened
+        self.prompt_seconds = 0.0  # time spent reading prompts, all calls
         self._fallback = fallback
         self._delay = delay
         self._chunk = chunk
         self.calls: list[tuple[list[Message], dict[str, Any] | None]] = []
 
     async def warm(self, prefix: Sequence[Message]) -> None:
-        """Nothing to prepare: replies come from the script."""
+        """Count `prefix` as read (a prompt cache restored it): later prompts that start with it skip reading it."""
+        self._read.append(_flatten(prefix))
 
     async def complete(
         self,
@@ -71,6 +88,8 @@ class ScriptedLLM:
             raise LLMError(f"scripted LLM has no reply left for call {len(self.calls)}")
         if self._delay:
             await asyncio.sleep(self._delay)
+        if self._read_rate is not None:
+            await self._read_prompt(messages)
         if isinstance(reply, Exception):
             raise reply
         text = reply if isinstance(reply, str) else reply(messages, json_schema)
@@ -86,6 +105,16 @@ class ScriptedLLM:
             usage=Usage(prompt_tokens=prompt, completion_tokens=_count_tokens(text)),
             finish_reason="stop",
         )
+
+    async def _read_prompt(self, messages: Sequence[Message]) -> None:
+        """Wait as long as reading the part of the prompt no earlier prompt started with takes."""
+        assert self._read_rate is not None
+        text = _flatten(messages)
+        cached = max((_shared_start(text, seen) for seen in self._read), default=0)
+        self._read.append(text)
+        seconds = _count_tokens(text[cached:]) / self._read_rate
+        self.prompt_seconds += seconds
+        await asyncio.sleep(seconds)
 
     async def _generate(self, text: str, on_delta: DeltaCallback | None) -> None:
         """Emit `text` token by token at the set rate; each token is due at start + n / rate (no drift)."""
