@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hugginggpt.demos import DemoBank, fit_demo, load_bank
-from hugginggpt.planning import validate_plan
+from hugginggpt.planning.demos import DemoBank, fit_demo, load_bank
+from hugginggpt.planning.rules import validate_plan
 from hugginggpt.tasks import DEFAULT_TASK_TYPES, TaskTable, TaskType
 
 TABLE = TaskTable(DEFAULT_TASK_TYPES)

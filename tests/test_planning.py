@@ -5,15 +5,11 @@ import pytest
 from hugginggpt.errors import LLMError, PlanError
 from hugginggpt.llm.protocol import Message
 from hugginggpt.llm.scripted import ScriptedLLM
-from hugginggpt.planning import (
-    PlanBuilder,
-    Planner,
-    normalize_placeholders,
-    parse_plan,
-    plan_schema,
-    trim_history,
-    validate_plan,
-)
+from hugginggpt.planning.history import trim_history
+from hugginggpt.planning.planner import Planner
+from hugginggpt.planning.references import normalize_placeholders
+from hugginggpt.planning.rules import PlanBuilder, parse_plan, validate_plan
+from hugginggpt.planning.schema import plan_schema
 from hugginggpt.prompts import load_demos
 from hugginggpt.tasks import TaskTable
 

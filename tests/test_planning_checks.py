@@ -7,11 +7,13 @@ import re
 
 import pytest
 
-from hugginggpt.demos import DemoBank
 from hugginggpt.errors import PlanError
 from hugginggpt.llm.protocol import Message
 from hugginggpt.llm.scripted import ScriptedLLM
-from hugginggpt.planning import Planner, plan_schema, salvage_plan, validate_plan
+from hugginggpt.planning.demos import DemoBank
+from hugginggpt.planning.planner import Planner
+from hugginggpt.planning.rules import salvage_plan, validate_plan
+from hugginggpt.planning.schema import plan_schema
 from hugginggpt.tasks import DEFAULT_TASK_TYPES, TaskTable, TaskType
 
 TABLE = TaskTable(DEFAULT_TASK_TYPES)

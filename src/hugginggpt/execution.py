@@ -9,7 +9,7 @@ from typing import Protocol
 
 from .errors import HuggingGPTError
 from .experts.protocol import Expert, ExpertContext, Outputs
-from .planning import file_kind, references
+from .planning.references import file_kind, references
 from .types import Artifact, Event, Task, TaskResult, arg_modality
 from .workspace import Workspace, is_url
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import OutputTruncated, PlanError
 from ..llm.protocol import UsageMeter
-from ..planning import Planner
+from ..planning.planner import Planner
 from ..types import Plan, Task
 from .metrics import Scores, score
 from .taskbench import SPLITS, Sample, TaskBenchTools, load_samples, load_tools

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import HuggingGPTError
-from ..planning import references
+from ..planning.references import references
 from ..tasks import DEFAULT_TASK_TYPES, TaskTable, TaskType, normalize_task_name
 from ..types import MODALITIES, Plan
 

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Protocol
 
-from .errors import PlanError
-from .tasks import TaskTable
-from .types import arg_modality
+from ..errors import PlanError
+from ..tasks import TaskTable
+from ..types import arg_modality
+from .rules import validate_plan
 
 _WORD = re.compile(r"[a-z0-9]+")
 Demo = dict[str, Any]
@@ -33,8 +34,6 @@ def load_bank() -> list[Demo]:
 def fit_demo(demo: Demo, table: TaskTable) -> Demo | None:
     """`demo` as it must look for `table`: parameters the table's task types lack are dropped; None when a task is
     missing from the table or the demo is not a valid plan for it."""
-    from .planning import validate_plan
-
     tasks = []
     for task in demo["tasks"]:
         task_type = table.get(task["task"])

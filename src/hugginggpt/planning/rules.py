@@ -1,76 +1,34 @@
-"""Stage 1: turn a request (and chat history) into a validated task graph.
-
-Builds the prompt (specification, few-shot demos, trimmed history, the task types available now), asks the LLM for
-schema-constrained JSON, parses it (streamed, task by task), then validates and repairs it.
-"""
+"""The plan rules: a raw task list from the LLM checked and repaired into a valid task graph, one task at a time
+(`PlanBuilder`), and whole replies parsed (`parse_plan`), validated (`validate_plan`) or salvaged (`salvage_plan`)."""
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection
 from typing import Any
 
-from .demos import DemoBank, fit_demos
-from .errors import LLMError, PlanError
-from .jsontext import ArrayElementStream, JSONNotFound, extract_json
-from .llm.protocol import LLM, Message
-from .prompts import load_demos, render
-from .tasks import TaskTable, TaskType
-from .types import Plan, Task, arg_modality
-
-# `<resource>-3`, JARVIS's `<GENERATED>-3`, TaskBench's `<node-3>`, and loose variants like `<resource-3>`.
-_PLACEHOLDER = re.compile(r"<\s*(?:resource|generated|node)\s*>?\s*-\s*(\d+)>?", re.IGNORECASE)
-_BARE_PLACEHOLDER = re.compile(r"<\s*(?:resource|generated|node)\s*>(?!\s*-\s*\d)", re.IGNORECASE)
-_RESOURCE = re.compile(r"<resource>-(\d+)")
-# A URL's scheme (`https://`) and a file extension (`.jpg`), as the file and URL patterns below match them.
-_SCHEME = r"[a-z][a-z0-9+.-]*://"
-_EXTENSION = r"\.[A-Za-z0-9]{2,5}"
-_FILE_OR_URL = re.compile(rf"^(?:{_SCHEME}\S+|[^\n]*{_EXTENSION}|<resource>-\d+)$", re.IGNORECASE)
-_NAMED_FILE = re.compile(rf"(?:{_SCHEME})?[^\s'\"<>()\[\],;]+{_EXTENSION}\b", re.IGNORECASE)
-_SEPARATORS = re.compile(r"\s*(?:,|;|\band\b|\n)\s*")
-_BRACKETED_FILE = re.compile(rf"<\s*((?:{_SCHEME})?[^<>\s]+{_EXTENSION})\s*>", re.IGNORECASE)
-_URL = re.compile(rf"^{_SCHEME}\S+$", re.IGNORECASE)
-# What a constrained decoder may write in a media argument: `<resource>-N`, or a file name or URL without `<>`.
-MEDIA_PATTERN = r'^(<resource>-[0-9]{1,2}|[^<>"\\\n\r\t]{1,200})$'
-
-_FILE_EXTENSIONS = {
-    "image": {"jpg", "jpeg", "png", "gif", "bmp", "tif", "tiff", "webp", "svg", "ico"},
-    "audio": {"wav", "mp3", "flac", "ogg", "m4a", "aac", "wma", "aiff", "opus"},
-    "video": {"mp4", "avi", "mov", "mkv", "webm", "flv", "wmv", "m4v", "mpg", "mpeg"},
-    "text": {"txt", "md", "csv", "json", "html", "htm", "pdf", "doc", "docx", "rtf"},
-}
-_FILE_NAME = re.compile(rf"^(?:{_SCHEME})?[^\s'\"<>]+\.([A-Za-z0-9]{{2,5}})$", re.IGNORECASE)
+from ..errors import PlanError
+from ..jsontext import JSONNotFound, extract_json
+from ..tasks import TaskTable, TaskType
+from ..types import Plan, Task, arg_modality
+from .references import (
+    _FILE_OR_URL,
+    _NAMED_FILE,
+    _PLACEHOLDER,
+    _RESOURCE,
+    _URL,
+    _only_reference,
+    _split_resources,
+    file_kind,
+    media_kind,
+    normalize_placeholders,
+    references,
+)
 
 MAX_TASKS = 8
 MAX_ARG_CHARS = 400
-
-
-def normalize_placeholders(value: str) -> str:
-    """Rewrite every placeholder form to `<resource>-N` and unwrap file names in angle brackets; reject a
-    placeholder without a number."""
-    if _BARE_PLACEHOLDER.search(value):
-        raise PlanError(f"placeholder without a task number in {value!r}; write <resource>-N")
-    value = _BRACKETED_FILE.sub(lambda m: m.group(1), value)  # `<photo.jpg>` means photo.jpg
-    return _PLACEHOLDER.sub(lambda m: f"<resource>-{int(m.group(1))}", value)
-
-
-def file_kind(value: str) -> str | None:
-    """image, audio, video or text (a document such as notes.md) when `value` is a single file name or URL with
-    such an extension, else None."""
-    match = _FILE_NAME.match(value)
-    if match is None:
-        return None
-    extension = match.group(1).lower()
-    return next((kind for kind, names in _FILE_EXTENSIONS.items() if extension in names), None)
-
-
-def media_kind(value: str) -> str | None:
-    """image, audio or video when `value` is a single file name or URL with such an extension, else None."""
-    kind = file_kind(value)
-    return None if kind == "text" else kind
 
 
 def _reads_only(task_type: TaskType, modality: str) -> bool:
@@ -81,29 +39,11 @@ def _a(word: str) -> str:
     return f"an {word}" if word[0] in "aeiou" else f"a {word}"
 
 
-def references(value: str) -> list[int]:
-    return [int(n) for n in _RESOURCE.findall(value)]
-
-
-def _only_reference(value: str) -> int | None:
-    """N when `value` is exactly `<resource>-N`."""
-    match = _RESOURCE.fullmatch(value.strip())
-    return int(match.group(1)) if match else None
-
-
 def _compares_with_itself(task_type: TaskType, args: dict[str, str]) -> bool:
     """Whether two text inputs of the task are the same written-out text (not task outputs): a comparison of a
     text with itself, which no one asks for."""
     texts = [args[k].strip() for k in task_type.inputs if arg_modality(k) == "text" and k in args]
     return len(texts) >= 2 and len(set(texts)) < len(texts) and not any(references(t) for t in texts)
-
-
-def _split_resources(value: str) -> list[str]:
-    """The resources a media argument names: one, or several separated by commas / 'and'."""
-    parts = [p.strip().strip("'\"") for p in _SEPARATORS.split(value) if p.strip()]
-    if len(parts) > 1 and all(_FILE_OR_URL.match(p) for p in parts):
-        return parts
-    return [value.strip().strip("'\"")]
 
 
 class PlanBuilder:
@@ -460,238 +400,3 @@ def salvage_plan(text: str, table: TaskTable, max_tasks: int = MAX_TASKS, **cont
         except PlanError as exc:
             dropped.append(str(exc))
     return Plan(tasks=builder.plan().tasks, dropped=dropped)
-
-
-def plan_schema(
-    table: TaskTable, max_tasks: int = MAX_TASKS, *, typed: bool = False, steps: bool = False
-) -> dict[str, Any]:
-    """JSON schema for a plan: task names as an enum, argument keys as known properties, bounded sizes.
-
-    With `typed=True` each task type gets its own branch (`anyOf`) whose args are exactly its own keys, with its
-    inputs required, so a constrained decoder cannot write an argument the chosen task does not take. With
-    `steps=True` each task starts with a `step`: the part of the request it does, in the user's words.
-    """
-    keys: list[str] = []
-    for task_type in table:
-        keys.extend(k for k in task_type.arg_keys if k not in keys)
-    if typed:
-        items: dict[str, Any] = {"anyOf": [_task_schema([t.name], t.arg_keys, t.inputs, steps) for t in table]}
-    else:
-        items = _task_schema(table.names(), keys, [], steps)
-    return {
-        "type": "object",
-        "properties": {"tasks": {"type": "array", "items": items, "maxItems": max_tasks}},
-        "required": ["tasks"],
-        "additionalProperties": False,
-    }
-
-
-def _task_schema(names: list[str], keys: list[str], required: list[str], steps: bool = False) -> dict[str, Any]:
-    args: dict[str, Any] = {
-        "type": "object",
-        "properties": {k: _arg_schema(k) for k in keys},
-        "additionalProperties": False,
-    }
-    if required:
-        args["required"] = required
-    properties: dict[str, Any] = {"step": {"type": "string", "maxLength": 120}} if steps else {}
-    properties |= {
-        "task": {"type": "string", "enum": names},
-        "id": {"type": "integer", "minimum": 0, "maximum": 99},
-        "dep": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 99}, "maxItems": 4},
-        "args": args,
-    }
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties),
-        "additionalProperties": False,
-    }
-
-
-def _arg_schema(key: str) -> dict[str, Any]:
-    if arg_modality(key) in ("image", "audio", "video"):
-        return {"type": "string", "pattern": MEDIA_PATTERN}
-    return {"type": "string", "maxLength": MAX_ARG_CHARS}
-
-
-def estimate_tokens(text: str) -> int:
-    """A cheap token estimate (about four characters a token) for trimming history."""
-    return len(text) // 4 + 1
-
-
-def trim_history(history: Sequence[Message], budget: int) -> list[Message]:
-    """The most recent messages that fit in `budget` tokens, dropping the oldest first."""
-    kept: list[Message] = []
-    used = 0
-    for message in reversed(history):
-        cost = estimate_tokens(message.content)
-        if used + cost > budget:
-            break
-        kept.append(message)
-        used += cost
-    kept.reverse()
-    while kept and kept[0].role == "assistant":
-        kept.pop(0)
-    return kept
-
-
-class Planner:
-    """Stage 1. The system prompt and the fixed demos come first and never change within a process, so backends that
-    cache the prompt prefix (llama.cpp) only process what follows: demos retrieved from `bank` for this request (the
-    `retrieve` most similar), the history and the request.
-
-    Demos are fitted to the table: a demo using a task type the table lacks is left out, and parameters the table's
-    task types do not take are dropped. `typed=True` constrains each task's args to its own keys (`plan_schema`).
-    A plan that fails validation gets one repair request; if that fails too, `salvage=True` keeps the valid tasks
-    of the replies (`salvage_plan`) rather than failing the whole request.
-    """
-
-    def __init__(
-        self,
-        llm: LLM,
-        table: TaskTable,
-        *,
-        demos: list[dict[str, Any]] | None = None,
-        bank: DemoBank | None = None,
-        retrieve: int = 4,
-        history_tokens: int = 1024,
-        max_tasks: int = MAX_TASKS,
-        repair: bool = True,
-        salvage: bool = True,
-        typed: bool = True,
-        steps: bool = True,
-    ) -> None:
-        self.llm = llm
-        self.table = table
-        self.history_tokens = history_tokens
-        self.max_tasks = max_tasks
-        self.repair = repair
-        self.salvage = salvage
-        all_demos = load_demos() if demos is None else demos
-        self.demos = fit_demos(all_demos, table)
-        self.bank = bank.fit(table) if bank is not None else None
-        self.retrieve = retrieve
-        self.steps = steps
-        shown = [*self.demos, *(self.bank.demos if self.bank is not None else [])]
-        self.example_files = {
-            v for d in shown for t in d["tasks"] for k, v in t["args"].items() if media_kind(v) is not None
-        }
-        self.schema = plan_schema(table, max_tasks, typed=typed, steps=steps)
-        # A repair fixes the plan it is shown: it may not give up and answer with no tasks at all.
-        self.repair_schema = copy.deepcopy(self.schema)
-        self.repair_schema["properties"]["tasks"]["minItems"] = 1
-
-    def select_demos(self, request: str, history: Sequence[Message] = ()) -> list[dict[str, Any]]:
-        """The demos for this request: the fixed ones, then those retrieved for it (most similar last). Demos with
-        a chat history come last, and only when the request has a history too."""
-        demos = list(self.demos)
-        if self.bank is not None and self.retrieve > 0:
-            fixed = {d["request"] for d in demos}
-            picked = [d for d in self.bank.select(request, self.retrieve + len(fixed)) if d["request"] not in fixed]
-            demos += picked[-self.retrieve :]
-        plain = [d for d in demos if not d.get("history")]
-        return plain + [d for d in demos if d.get("history")] if history else plain
-
-    def prefix(self) -> list[Message]:
-        """The fixed start of every planning prompt `messages` builds: the system prompt and the fixed demos without
-        a history (those with one, and retrieved demos, come later), the same for every request and history."""
-        system = render("planning.j2", task_types=list(self.table), steps=self.steps)
-        messages = [Message(role="system", content=system)]
-        for demo in self.demos:
-            if not demo.get("history"):
-                messages.append(Message(role="user", content=demo["request"]))
-                messages.append(Message(role="assistant", content=json.dumps({"tasks": self._shown(demo["tasks"])})))
-        return messages
-
-    def messages(self, request: str, history: Sequence[Message] = ()) -> list[Message]:
-        system = render("planning.j2", task_types=list(self.table), steps=self.steps)
-        messages = [Message(role="system", content=system)]
-        for demo in self.select_demos(request, history):
-            for turn in demo.get("history", []):
-                messages.append(Message(**turn))
-            messages.append(Message(role="user", content=demo["request"]))
-            messages.append(Message(role="assistant", content=json.dumps({"tasks": self._shown(demo["tasks"])})))
-        messages.extend(trim_history(history, self.history_tokens))
-        messages.append(Message(role="user", content=request))
-        return messages
-
-    def _shown(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Demo tasks as the model must write them: with `step` first when steps are on, without it otherwise."""
-        if not self.steps:
-            return [{k: v for k, v in t.items() if k != "step"} for t in tasks]
-        return [{"step": t.get("step", t["task"]), **{k: v for k, v in t.items() if k != "step"}} for t in tasks]
-
-    async def plan(
-        self,
-        request: str,
-        history: Sequence[Message] = (),
-        on_task: Callable[[Task], None] | None = None,
-        llm: LLM | None = None,
-        exists: Callable[[str], bool] | None = None,
-    ) -> Plan:
-        """Plan `request`. `on_task` gets each validated task while the reply streams; if the final plan differs
-        from what was streamed (a repair was needed), the caller must compare `plan.tasks` with what it saw."""
-        llm = llm or self.llm
-        messages = self.messages(request, history)
-        mentioned = "\n".join([*(m.content for m in history), request])
-        context: dict[str, Any] = {"example_files": self.example_files, "mentioned": mentioned, "exists": exists}
-        stream = ArrayElementStream()
-        builder = PlanBuilder(self.table, self.max_tasks, **context)
-        streaming_ok = on_task is not None
-
-        def on_delta(delta: str) -> None:
-            nonlocal streaming_ok
-            if not streaming_ok:
-                return
-            for raw in stream.feed(delta):
-                try:
-                    new = builder.add(raw)
-                except PlanError:
-                    streaming_ok = False
-                    return
-                for task in new:
-                    on_task(task)
-
-        completion = await llm.complete(
-            messages, json_schema=self.schema, max_tokens=1024, on_delta=on_delta if on_task else None
-        )
-        try:
-            if completion.finish_reason == "length":
-                raise PlanError("the plan was cut off at the token limit")
-            return parse_plan(completion.text, self.table, self.max_tasks, **context)
-        except PlanError as first:
-            if not self.repair:
-                raise
-            error = first
-        fix = [
-            *messages,
-            Message(role="assistant", content=completion.text[:4000]),
-            Message(role="user", content=render("repair.j2", error=str(error))),
-        ]
-        try:
-            repaired = await llm.complete(fix, json_schema=self.repair_schema, max_tokens=1024)
-        except LLMError:
-            raise error from None
-        second: PlanError | None = None
-        try:
-            if repaired.finish_reason == "length":
-                raise PlanError("the repaired plan was cut off at the token limit")
-            fixed = parse_plan(repaired.text, self.table, self.max_tasks, **context)
-        except PlanError as exc:
-            second = exc
-        else:
-            if fixed.tasks or not self.salvage:
-                return fixed
-        if self.salvage:  # the repair failed or dropped every task: keep what was valid
-            for reply in (repaired, completion):
-                partial = salvage_plan(reply.text, self.table, self.max_tasks, **context)
-                if partial.tasks:
-                    return partial
-        if second is None:
-            return fixed
-        raise PlanError(f"{error} (and the repair attempt failed: {second})") from None
-
-
-def plan_to_json(tasks: Iterable[Task]) -> list[dict[str, Any]]:
-    return [task.model_dump() for task in tasks]

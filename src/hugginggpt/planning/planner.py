@@ -1,0 +1,185 @@
+"""Stage 1: turn a request (and chat history) into a validated task graph.
+
+Builds the prompt (specification, few-shot demos, trimmed history, the task types available now), asks the LLM for
+schema-constrained JSON, parses it (streamed, task by task), then validates and repairs it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from ..errors import LLMError, PlanError
+from ..jsontext import ArrayElementStream
+from ..llm.protocol import LLM, Message
+from ..prompts import load_demos, render
+from ..tasks import TaskTable
+from ..types import Plan, Task
+from .demos import DemoBank, fit_demos
+from .history import trim_history
+from .references import media_kind
+from .rules import MAX_TASKS, PlanBuilder, parse_plan, salvage_plan
+from .schema import plan_schema
+
+
+class Planner:
+    """Stage 1. The system prompt and the fixed demos come first and never change within a process, so backends that
+    cache the prompt prefix (llama.cpp) only process what follows: demos retrieved from `bank` for this request (the
+    `retrieve` most similar), the history and the request.
+
+    Demos are fitted to the table: a demo using a task type the table lacks is left out, and parameters the table's
+    task types do not take are dropped. `typed=True` constrains each task's args to its own keys (`plan_schema`).
+    A plan that fails validation gets one repair request; if that fails too, `salvage=True` keeps the valid tasks
+    of the replies (`salvage_plan`) rather than failing the whole request.
+    """
+
+    def __init__(
+        self,
+        llm: LLM,
+        table: TaskTable,
+        *,
+        demos: list[dict[str, Any]] | None = None,
+        bank: DemoBank | None = None,
+        retrieve: int = 4,
+        history_tokens: int = 1024,
+        max_tasks: int = MAX_TASKS,
+        repair: bool = True,
+        salvage: bool = True,
+        typed: bool = True,
+        steps: bool = True,
+    ) -> None:
+        self.llm = llm
+        self.table = table
+        self.history_tokens = history_tokens
+        self.max_tasks = max_tasks
+        self.repair = repair
+        self.salvage = salvage
+        all_demos = load_demos() if demos is None else demos
+        self.demos = fit_demos(all_demos, table)
+        self.bank = bank.fit(table) if bank is not None else None
+        self.retrieve = retrieve
+        self.steps = steps
+        shown = [*self.demos, *(self.bank.demos if self.bank is not None else [])]
+        self.example_files = {
+            v for d in shown for t in d["tasks"] for k, v in t["args"].items() if media_kind(v) is not None
+        }
+        self.schema = plan_schema(table, max_tasks, typed=typed, steps=steps)
+        # A repair fixes the plan it is shown: it may not give up and answer with no tasks at all.
+        self.repair_schema = copy.deepcopy(self.schema)
+        self.repair_schema["properties"]["tasks"]["minItems"] = 1
+
+    def select_demos(self, request: str, history: Sequence[Message] = ()) -> list[dict[str, Any]]:
+        """The demos for this request: the fixed ones, then those retrieved for it (most similar last). Demos with
+        a chat history come last, and only when the request has a history too."""
+        demos = list(self.demos)
+        if self.bank is not None and self.retrieve > 0:
+            fixed = {d["request"] for d in demos}
+            picked = [d for d in self.bank.select(request, self.retrieve + len(fixed)) if d["request"] not in fixed]
+            demos += picked[-self.retrieve :]
+        plain = [d for d in demos if not d.get("history")]
+        return plain + [d for d in demos if d.get("history")] if history else plain
+
+    def prefix(self) -> list[Message]:
+        """The fixed start of every planning prompt `messages` builds: the system prompt and the fixed demos without
+        a history (those with one, and retrieved demos, come later), the same for every request and history."""
+        system = render("planning.j2", task_types=list(self.table), steps=self.steps)
+        messages = [Message(role="system", content=system)]
+        for demo in self.demos:
+            if not demo.get("history"):
+                messages.append(Message(role="user", content=demo["request"]))
+                messages.append(Message(role="assistant", content=json.dumps({"tasks": self._shown(demo["tasks"])})))
+        return messages
+
+    def messages(self, request: str, history: Sequence[Message] = ()) -> list[Message]:
+        system = render("planning.j2", task_types=list(self.table), steps=self.steps)
+        messages = [Message(role="system", content=system)]
+        for demo in self.select_demos(request, history):
+            for turn in demo.get("history", []):
+                messages.append(Message(**turn))
+            messages.append(Message(role="user", content=demo["request"]))
+            messages.append(Message(role="assistant", content=json.dumps({"tasks": self._shown(demo["tasks"])})))
+        messages.extend(trim_history(history, self.history_tokens))
+        messages.append(Message(role="user", content=request))
+        return messages
+
+    def _shown(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Demo tasks as the model must write them: with `step` first when steps are on, without it otherwise."""
+        if not self.steps:
+            return [{k: v for k, v in t.items() if k != "step"} for t in tasks]
+        return [{"step": t.get("step", t["task"]), **{k: v for k, v in t.items() if k != "step"}} for t in tasks]
+
+    async def plan(
+        self,
+        request: str,
+        history: Sequence[Message] = (),
+        on_task: Callable[[Task], None] | None = None,
+        llm: LLM | None = None,
+        exists: Callable[[str], bool] | None = None,
+    ) -> Plan:
+        """Plan `request`. `on_task` gets each validated task while the reply streams; if the final plan differs
+        from what was streamed (a repair was needed), the caller must compare `plan.tasks` with what it saw."""
+        llm = llm or self.llm
+        messages = self.messages(request, history)
+        mentioned = "\n".join([*(m.content for m in history), request])
+        context: dict[str, Any] = {"example_files": self.example_files, "mentioned": mentioned, "exists": exists}
+        stream = ArrayElementStream()
+        builder = PlanBuilder(self.table, self.max_tasks, **context)
+        streaming_ok = on_task is not None
+
+        def on_delta(delta: str) -> None:
+            nonlocal streaming_ok
+            if not streaming_ok:
+                return
+            for raw in stream.feed(delta):
+                try:
+                    new = builder.add(raw)
+                except PlanError:
+                    streaming_ok = False
+                    return
+                for task in new:
+                    on_task(task)
+
+        completion = await llm.complete(
+            messages, json_schema=self.schema, max_tokens=1024, on_delta=on_delta if on_task else None
+        )
+        try:
+            if completion.finish_reason == "length":
+                raise PlanError("the plan was cut off at the token limit")
+            return parse_plan(completion.text, self.table, self.max_tasks, **context)
+        except PlanError as first:
+            if not self.repair:
+                raise
+            error = first
+        fix = [
+            *messages,
+            Message(role="assistant", content=completion.text[:4000]),
+            Message(role="user", content=render("repair.j2", error=str(error))),
+        ]
+        try:
+            repaired = await llm.complete(fix, json_schema=self.repair_schema, max_tokens=1024)
+        except LLMError:
+            raise error from None
+        second: PlanError | None = None
+        try:
+            if repaired.finish_reason == "length":
+                raise PlanError("the repaired plan was cut off at the token limit")
+            fixed = parse_plan(repaired.text, self.table, self.max_tasks, **context)
+        except PlanError as exc:
+            second = exc
+        else:
+            if fixed.tasks or not self.salvage:
+                return fixed
+        if self.salvage:  # the repair failed or dropped every task: keep what was valid
+            for reply in (repaired, completion):
+                partial = salvage_plan(reply.text, self.table, self.max_tasks, **context)
+                if partial.tasks:
+                    return partial
+        if second is None:
+            return fixed
+        raise PlanError(f"{error} (and the repair attempt failed: {second})") from None
+
+
+def plan_to_json(tasks: Iterable[Task]) -> list[dict[str, Any]]:
+    return [task.model_dump() for task in tasks]

@@ -1,0 +1,74 @@
+"""Placeholders and file names in plan arguments: `<resource>-N`, file names and URLs, and what kind of file a name
+is. Execution and evaluation read arguments with these too."""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import PlanError
+
+# `<resource>-3`, JARVIS's `<GENERATED>-3`, TaskBench's `<node-3>`, and loose variants like `<resource-3>`.
+_PLACEHOLDER = re.compile(r"<\s*(?:resource|generated|node)\s*>?\s*-\s*(\d+)>?", re.IGNORECASE)
+_BARE_PLACEHOLDER = re.compile(r"<\s*(?:resource|generated|node)\s*>(?!\s*-\s*\d)", re.IGNORECASE)
+_RESOURCE = re.compile(r"<resource>-(\d+)")
+# A URL's scheme (`https://`) and a file extension (`.jpg`), as the file and URL patterns below match them.
+_SCHEME = r"[a-z][a-z0-9+.-]*://"
+_EXTENSION = r"\.[A-Za-z0-9]{2,5}"
+_FILE_OR_URL = re.compile(rf"^(?:{_SCHEME}\S+|[^\n]*{_EXTENSION}|<resource>-\d+)$", re.IGNORECASE)
+_NAMED_FILE = re.compile(rf"(?:{_SCHEME})?[^\s'\"<>()\[\],;]+{_EXTENSION}\b", re.IGNORECASE)
+_SEPARATORS = re.compile(r"\s*(?:,|;|\band\b|\n)\s*")
+_BRACKETED_FILE = re.compile(rf"<\s*((?:{_SCHEME})?[^<>\s]+{_EXTENSION})\s*>", re.IGNORECASE)
+_URL = re.compile(rf"^{_SCHEME}\S+$", re.IGNORECASE)
+# What a constrained decoder may write in a media argument: `<resource>-N`, or a file name or URL without `<>`.
+MEDIA_PATTERN = r'^(<resource>-[0-9]{1,2}|[^<>"\\\n\r\t]{1,200})$'
+
+_FILE_EXTENSIONS = {
+    "image": {"jpg", "jpeg", "png", "gif", "bmp", "tif", "tiff", "webp", "svg", "ico"},
+    "audio": {"wav", "mp3", "flac", "ogg", "m4a", "aac", "wma", "aiff", "opus"},
+    "video": {"mp4", "avi", "mov", "mkv", "webm", "flv", "wmv", "m4v", "mpg", "mpeg"},
+    "text": {"txt", "md", "csv", "json", "html", "htm", "pdf", "doc", "docx", "rtf"},
+}
+_FILE_NAME = re.compile(rf"^(?:{_SCHEME})?[^\s'\"<>]+\.([A-Za-z0-9]{{2,5}})$", re.IGNORECASE)
+
+
+def normalize_placeholders(value: str) -> str:
+    """Rewrite every placeholder form to `<resource>-N` and unwrap file names in angle brackets; reject a
+    placeholder without a number."""
+    if _BARE_PLACEHOLDER.search(value):
+        raise PlanError(f"placeholder without a task number in {value!r}; write <resource>-N")
+    value = _BRACKETED_FILE.sub(lambda m: m.group(1), value)  # `<photo.jpg>` means photo.jpg
+    return _PLACEHOLDER.sub(lambda m: f"<resource>-{int(m.group(1))}", value)
+
+
+def file_kind(value: str) -> str | None:
+    """image, audio, video or text (a document such as notes.md) when `value` is a single file name or URL with
+    such an extension, else None."""
+    match = _FILE_NAME.match(value)
+    if match is None:
+        return None
+    extension = match.group(1).lower()
+    return next((kind for kind, names in _FILE_EXTENSIONS.items() if extension in names), None)
+
+
+def media_kind(value: str) -> str | None:
+    """image, audio or video when `value` is a single file name or URL with such an extension, else None."""
+    kind = file_kind(value)
+    return None if kind == "text" else kind
+
+
+def references(value: str) -> list[int]:
+    return [int(n) for n in _RESOURCE.findall(value)]
+
+
+def _only_reference(value: str) -> int | None:
+    """N when `value` is exactly `<resource>-N`."""
+    match = _RESOURCE.fullmatch(value.strip())
+    return int(match.group(1)) if match else None
+
+
+def _split_resources(value: str) -> list[str]:
+    """The resources a media argument names: one, or several separated by commas / 'and'."""
+    parts = [p.strip().strip("'\"") for p in _SEPARATORS.split(value) if p.strip()]
+    if len(parts) > 1 and all(_FILE_OR_URL.match(p) for p in parts):
+        return parts
+    return [value.strip().strip("'\"")]
