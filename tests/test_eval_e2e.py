@@ -44,9 +44,9 @@ from hugginggpt.eval.e2e import (
     whisper_transcriber,
 )
 from hugginggpt.experts import ExpertRegistry
-from hugginggpt.experts.conversion import demo_inputs
 from hugginggpt.llm.scripted import ScriptedLLM
 from hugginggpt.pipeline import HuggingGPT
+from hugginggpt.setup.files import demo_inputs
 from hugginggpt.types import Answer, Artifact, LLMCall, TaskResult
 from parts import need
 
@@ -340,6 +340,10 @@ async def test_run_suite_checks_each_case_and_reports_calls_and_seconds(tmp_path
     assert wrong.failures[:2] == ["the answer does not say 'blue'", "the answer claims 'red' (matches '\\\\bred\\\\b')"]
     assert (report.passed, report.total) == (1, 2) and report.kinds[0].rate == 0.5
     assert report.llm_calls == {"planning": 2, "response": 2} and report.selection == gpt.settings.selection
+    assert honest.generated_tokens["planning"] > 0 and honest.generated_tokens["response"] > 0
+    assert report.generated_tokens == {
+        stage: honest.generated_tokens[stage] + wrong.generated_tokens[stage] for stage in ("planning", "response")
+    }
 
 
 async def test_a_follow_up_case_runs_its_turns_in_one_conversation(tmp_path):

@@ -246,6 +246,7 @@ class ModeRun(BaseModel):
     wall_s: float
     llm_calls: int
     generated_tokens: int
+    llm_tasks: int = 0  # text tasks the controller LLM served
     plan_s: float = 0.0
     answer_s: float = 0.0
     first_expert_s: float | None = None
@@ -333,24 +334,27 @@ class PollingScheduler(Scheduler):
 
 
 async def run_staged(
-    request: BenchRequest,
+    request: str,
     out: Path,
     *,
-    tokens_per_second: float,
-    time_scale: float = 1.0,
+    llm: CountingLLM,
+    experts: ExpertRegistry,
+    catalog: ModelCatalog | None = None,
+    planner: Planner | None = None,
+    inputs: Sequence[Path] = (),
     poll: float = POLL_SECONDS,
 ) -> ModeRun:
-    """The paper's staged pipeline from our parts: full plan, polled scheduling with per-task selection, answer."""
-    llm, experts = workload_parts(tokens_per_second, time_scale)
-    table = TaskTable(DEFAULT_TASK_TYPES)
-    catalog = ModelCatalog(experts.cards())
-    workspace = Workspace(out, [out])
-    planner = Planner(llm, table)
+    """The paper's staged pipeline from our parts: full plan, polled scheduling with per-task selection, answer.
+    `llm` (counted) plans, selects and answers; the experts, catalogue and planner default to workload A's."""
+    catalog = catalog or ModelCatalog(experts.cards())
+    planner = planner or Planner(llm, TaskTable(DEFAULT_TASK_TYPES))
+    table = planner.table
+    workspace = Workspace(out, list(inputs) or [out])
     await warm(llm, planner.prefix())  # the same restored planning prefix as `ours` gets
     start = time.perf_counter()
-    plan = await planner.plan(request.request, exists=workspace.has_input)  # the whole plan before anything runs
+    plan = await planner.plan(request, exists=workspace.has_input, llm=llm)  # the whole plan before anything runs
     plan_s = time.perf_counter() - start
-    selector = PerTaskSelector(catalog, llm, request.request, strategy="llm")
+    selector = PerTaskSelector(catalog, llm, request, strategy="llm")
     first: list[float] = []
 
     async def expert_for(task: Task) -> Expert:
@@ -367,7 +371,7 @@ async def run_staged(
             first.append(time.perf_counter() - start)
 
     scheduler = PollingScheduler(
-        poll=poll * time_scale, executor=LocalExecutor(), workspace=workspace, expert_for=expert_for, emit=emit
+        poll=poll, executor=LocalExecutor(), workspace=workspace, expert_for=expert_for, emit=emit
     )
     for task in plan.tasks:
         scheduler.add(task)
@@ -377,13 +381,14 @@ async def run_staged(
     facts = task_facts(tasks, selections, results, table)
     given = [v for item in (*tasks, *results) for v in item.args.values()]
     mark = time.perf_counter()
-    await respond(llm, request.request, facts, grounds=Grounds.of(facts, [request.request], given))
+    await respond(llm, request, facts, grounds=Grounds.of(facts, [request], given))
     end = time.perf_counter()
     return ModeRun(
         mode="staged",
         wall_s=end - start,
         llm_calls=llm.calls,
         generated_tokens=llm.generated_tokens,
+        llm_tasks=sum(1 for s in selections if s.backend == "llm"),
         plan_s=plan_s,
         answer_s=end - mark,
         first_expert_s=first[0] if first else None,
@@ -485,7 +490,10 @@ async def run_workload_a(
         progress(f"workload A, {request.name}: ours-no-stream")
         no_stream = await run_ours(request, out / "ours-no-stream", stream=False, **rate)
         progress(f"workload A, {request.name}: staged")
-        staged = await run_staged(request, out / "staged", **rate)
+        llm, experts = workload_parts(tokens_per_second, time_scale)
+        staged = await run_staged(
+            request.request, out / "staged", llm=llm, experts=experts, poll=POLL_SECONDS * time_scale
+        )
         modes = {"ours": ours, "ours-no-stream": no_stream, "staged": staged, "bound": bound_of(request, ours)}
         runs.append(RequestRuns(name=request.name, tasks=len(request.tasks), graph=request.graph, modes=modes))
     return WorkloadAReport(

@@ -65,6 +65,9 @@ class CaseResult(BaseModel):
     transcript: str | None = None
     tasks: list[str] = Field(default_factory=list, description="'task: status (model)' of the last turn")
     llm_calls: dict[str, int] = Field(default_factory=dict, description="controller LLM calls per stage, all turns")
+    generated_tokens: dict[str, int] = Field(
+        default_factory=dict, description="tokens the controller LLM generated per stage, all turns"
+    )
     seconds: float = 0.0
     error: str | None = None
 
@@ -86,6 +89,9 @@ class E2EReport(BaseModel):
     cases: list[CaseResult]
     llm_calls: dict[str, int] = Field(default_factory=dict, description="controller LLM calls per stage, all cases")
     llm_calls_per_case: float = 0.0
+    generated_tokens: dict[str, int] = Field(
+        default_factory=dict, description="tokens the controller LLM generated per stage, all cases"
+    )
     seconds_per_case: float = 0.0
     seconds: float = 0.0
     llm: str = ""
@@ -375,6 +381,7 @@ async def run_case(
             passed=False,
             failures=[f"the run raised {type(exc).__name__}: {exc}"],
             llm_calls=_stages(answers),
+            generated_tokens=_tokens(answers),
             seconds=round(time.perf_counter() - start, 4),
         )
     seconds = time.perf_counter() - start
@@ -392,6 +399,7 @@ async def run_case(
         transcript=transcript,
         tasks=[f"{r.task}: {r.status} ({r.model_id or 'no model'})" for r in answer.results],
         llm_calls=_stages(answers),
+        generated_tokens=_tokens(answers),
         seconds=round(seconds, 4),  # 4 places: a scripted case can take under 5 ms
         error=answer.error,
     )
@@ -399,6 +407,13 @@ async def run_case(
 
 def _stages(answers: Sequence[Answer]) -> dict[str, int]:
     return dict(Counter(call.stage for a in answers for call in a.llm_usage))
+
+
+def _tokens(answers: Sequence[Answer]) -> dict[str, int]:
+    tokens: Counter[str] = Counter()
+    for call in (call for a in answers for call in a.llm_usage):
+        tokens[call.stage] += call.completion_tokens
+    return dict(tokens)
 
 
 async def run_suite(
@@ -433,8 +448,10 @@ def score(results: Sequence[CaseResult], *, seconds: float = 0.0, llm: str = "",
         passed = sum(r.passed for r in group)
         kinds.append(KindScore(kind=kind, passed=passed, total=len(group), rate=round(passed / len(group), 4)))
     calls: Counter[str] = Counter()
+    tokens: Counter[str] = Counter()
     for r in results:
         calls.update(r.llm_calls)
+        tokens.update(r.generated_tokens)
     total = len(results)
     passed = sum(r.passed for r in results)
     return E2EReport(
@@ -445,6 +462,7 @@ def score(results: Sequence[CaseResult], *, seconds: float = 0.0, llm: str = "",
         cases=list(results),
         llm_calls=dict(calls),
         llm_calls_per_case=round(sum(calls.values()) / total, 2) if total else 0.0,
+        generated_tokens=dict(tokens),
         seconds_per_case=round(sum(r.seconds for r in results) / total, 2) if total else 0.0,
         seconds=round(seconds, 1),
         llm=llm,
@@ -540,9 +558,10 @@ def format_report(report: E2EReport) -> str:
             if r.answer:
                 lines.append(f"    answer: {r.answer[:300]!r}")
     calls = ", ".join(f"{stage} {n}" for stage, n in report.llm_calls.items()) or "none"
+    tokens = ", ".join(f"{stage} {n}" for stage, n in report.generated_tokens.items()) or "none"
     lines += [
         "",
-        f"LLM calls: {calls} ({report.llm_calls_per_case:.1f} a request); "
+        f"LLM calls: {calls} ({report.llm_calls_per_case:.1f} a request); generated tokens: {tokens}; "
         f"{report.seconds_per_case:.1f} s a request, {report.seconds:.0f} s in all; "
         f"LLM {report.llm}, selection {report.selection}",
     ]

@@ -1,5 +1,7 @@
-"""Server latency benchmark: p50/p95 of `/v1/chat/completions` at concurrency 1 and N, with a scripted LLM, real
-experts (the LLM text experts) and a real uvicorn on 127.0.0.1, so what is measured is the server and pipeline."""
+"""Server latency benchmark: p50/p95 of `/v1/chat/completions` at concurrency 1 and N on a real uvicorn on
+127.0.0.1. With the scripted LLM (default) and its text experts, what is measured is the server and pipeline; with
+`embedded`, the shipped stack (the embedded controller LLM and its slots, the embedded experts) on everyday text
+requests, each request a different one so no two share a cached prompt by accident."""
 
 from __future__ import annotations
 
@@ -44,6 +46,8 @@ class LevelResult(BaseModel):
 class BenchReport(BaseModel):
     llm_delay_s: float
     levels: list[LevelResult]
+    pipeline: str = "scripted"  # or "shipped": HuggingGPT.from_settings, the embedded LLM unless an endpoint is set
+    slots: int | None = None  # the embedded LLM's slots (shipped)
 
     def ratios(self) -> dict[str, float]:
         """Each level against the first (concurrency 1): latency and throughput ratios."""
@@ -77,19 +81,39 @@ def bench_pipeline(settings: Settings, llm_delay: float = 0.0) -> HuggingGPT:
     return HuggingGPT(llm, ExpertRegistry(llm_experts(llm)), settings=settings)
 
 
+# everyday requests for the embedded stack (plan, one LLM-served text task, answer); request n asks the n-th
+EVERYDAY = (
+    "Translate 'see you tomorrow at the station' into German.",
+    "Summarize this: the meeting moved from Monday to Thursday because the manager was ill.",
+    "Translate 'the museum opens at ten' into French.",
+    "Write a two-line poem about the sea.",
+    "Translate 'where is the nearest pharmacy?' into Spanish.",
+    "Summarize this: the library will close early on Friday for a staff training day.",
+    "Write a one-sentence birthday wish for my sister.",
+    "Translate 'the train is twenty minutes late' into Italian.",
+)
+
+
+def _body(number: int, embedded: bool) -> dict[str, Any]:
+    content = EVERYDAY[number % len(EVERYDAY)] if embedded else f"request {number}: some text"
+    return {"model": "hugginggpt", "messages": [{"role": "user", "content": content}]}
+
+
 def _percentile(values: list[float], q: int) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-async def _level(client: httpx.AsyncClient, concurrency: int, requests: int) -> LevelResult:
+async def _level(
+    client: httpx.AsyncClient, concurrency: int, requests: int, embedded: bool = False, first: int = 0
+) -> LevelResult:
     slots = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
 
     async def one(number: int) -> None:
         async with slots:
-            body = {"model": "hugginggpt", "messages": [{"role": "user", "content": f"request {number}: some text"}]}
+            body = _body(first + number, embedded)
             start = time.perf_counter()
             response = await client.post("/v1/chat/completions", json=body)
             latencies.append(time.perf_counter() - start)
@@ -109,17 +133,23 @@ async def _level(client: httpx.AsyncClient, concurrency: int, requests: int) -> 
     )
 
 
-async def _measure(url: str, levels: Sequence[int], requests: int) -> list[LevelResult]:
+async def _measure(url: str, levels: Sequence[int], requests: int, embedded: bool = False) -> list[LevelResult]:
     limits = httpx.Limits(max_connections=max(levels), max_keepalive_connections=max(levels))
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        await _level(client, max(levels), max(levels))  # warm up: connections, imports, first-call costs
-        return [await _level(client, level, requests) for level in levels]
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+        # warm up: connections, imports, first-call costs (the embedded stack: one request, its experts loaded)
+        await _level(client, 1 if embedded else max(levels), 1 if embedded else max(levels), embedded, first=-1)
+        results = []
+        for number, level in enumerate(levels):  # each level asks different requests than the one before
+            results.append(await _level(client, level, requests, embedded, first=number * requests))
+        return results
 
 
-def serve_bench_app(settings_json: str, port: int, llm_delay: float) -> None:
-    """The benchmark server's process: the bench pipeline behind the real app on 127.0.0.1:`port`."""
+def serve_bench_app(settings_json: str, port: int, llm_delay: float, embedded: bool = False) -> None:
+    """The benchmark server's process: the bench pipeline (or the shipped one) behind the real app on
+    127.0.0.1:`port`."""
     settings = Settings.model_validate_json(settings_json)
-    app = create_app(bench_pipeline(settings, llm_delay), settings)
+    gpt = HuggingGPT.from_settings(settings) if embedded else bench_pipeline(settings, llm_delay)
+    app = create_app(gpt, settings)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -144,30 +174,38 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 
 
 
 def bench_server(
-    *, requests: int = 40, levels: Sequence[int] = (1, 20), llm_delay: float = 0.0, workdir: Path | None = None
+    *,
+    requests: int = 40,
+    levels: Sequence[int] = (1, 20),
+    llm_delay: float = 0.0,
+    workdir: Path | None = None,
+    embedded: bool = False,
+    settings: Settings | None = None,
 ) -> BenchReport:
     """Start a server in a child process on a free loopback port, send `requests` requests at each concurrency
-    level from this process, stop it. Client and server are separate processes, as in real use."""
+    level from this process, stop it. Client and server are separate processes, as in real use. `embedded`: the
+    shipped pipeline from `settings` (the environment's by default) instead of the scripted one."""
     with tempfile.TemporaryDirectory(prefix="hugginggpt-bench-") as scratch:
         root = Path(workdir or scratch)
-        settings = Settings(
-            db=root / "bench.db",
-            output_dir=root / "outputs",
-            max_runs_per_key=max(levels),
-            selection="top",
+        base = settings or (Settings() if embedded else Settings(selection="top"))
+        settings = base.model_copy(
+            update={"db": root / "bench.db", "output_dir": root / "outputs", "max_runs_per_key": max(levels)}
         )
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         code = (
             "import sys; from hugginggpt.server.bench import serve_bench_app; "
-            "serve_bench_app(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]))"
+            "serve_bench_app(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == 'embedded')"
         )
-        argv = [sys.executable, "-c", code, settings.model_dump_json(), str(port), str(llm_delay)]
+        mode = "embedded" if embedded else "scripted"
+        argv = [sys.executable, "-c", code, settings.model_dump_json(), str(port), str(llm_delay), mode]
         process = subprocess.Popen(argv)
         try:
-            _wait_until_up(url, process)
-            results = asyncio.run(_measure(url, levels, requests))
+            _wait_until_up(url, process, timeout=300 if embedded else 60)
+            results = asyncio.run(_measure(url, levels, requests, embedded))
         finally:
             process.terminate()
             process.wait(timeout=30)
-    return BenchReport(llm_delay_s=llm_delay, levels=results)
+    if not embedded:
+        return BenchReport(llm_delay_s=llm_delay, levels=results)
+    return BenchReport(llm_delay_s=0.0, levels=results, pipeline="shipped", slots=settings.llm_slots)

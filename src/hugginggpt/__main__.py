@@ -1,0 +1,5 @@
+"""`python -m hugginggpt`: the command line."""
+
+from .cli import entrypoint
+
+entrypoint()
