@@ -31,7 +31,7 @@ def need_module(name: str, message: str) -> ModuleType:
 
 def setup_files(*steps: str):
     """The user cache that `hugginggpt setup` (run by `make test`) fills, with these steps done."""
-    from hugginggpt.experts.conversion import VisionFiles
+    from hugginggpt.setup.files import VisionFiles
 
     files = VisionFiles.default()
     left = [step for step in steps if not files.ready(step)]

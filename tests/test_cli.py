@@ -226,7 +226,7 @@ DEMO_PLAN = {
 
 
 def _demo_ready():
-    from hugginggpt.experts.conversion import demo_inputs
+    from hugginggpt.setup.files import demo_inputs
 
     return all((demo_inputs() / name).is_file() for name in ("kite.jpg", "sign.png"))
 

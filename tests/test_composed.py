@@ -23,7 +23,6 @@ from hugginggpt.experts.composed import (
     tokens,
     unsupported_claims,
 )
-from hugginggpt.experts.conversion import VisionFiles, demo_inputs
 from hugginggpt.experts.ocr import OCRReader
 from hugginggpt.experts.protocol import ExpertContext
 from hugginggpt.experts.registry import ExpertRegistry, default_registry
@@ -32,6 +31,7 @@ from hugginggpt.experts.vision import CLASSIFIER_ID, DETECTOR_ID, Classifier, De
 from hugginggpt.llm import llm_from_settings
 from hugginggpt.llm.scripted import ScriptedLLM
 from hugginggpt.pipeline import HuggingGPT
+from hugginggpt.setup.files import VisionFiles, demo_inputs
 from hugginggpt.workspace import Workspace
 from parts import setup_files
 

@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from hugginggpt.errors import ExpertError
-from hugginggpt.experts.conversion import VisionFiles, demo_inputs
 from hugginggpt.experts.nanodet import (
     NANODET_BINS,
     NANODET_ID,
@@ -22,6 +21,7 @@ from hugginggpt.experts.nanodet import (
 )
 from hugginggpt.experts.protocol import ExpertContext
 from hugginggpt.experts.vision import COCO_LABELS, OnnxModel
+from hugginggpt.setup.files import VisionFiles, demo_inputs
 from hugginggpt.workspace import Workspace
 from parts import setup_files
 

@@ -10,7 +10,6 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from hugginggpt.errors import ExpertError
-from hugginggpt.experts.conversion import VisionFiles, demo_inputs
 from hugginggpt.experts.ocr import OCRReader
 from hugginggpt.experts.scene import (
     ColourShare,
@@ -27,6 +26,7 @@ from hugginggpt.experts.scene import (
     vivid,
 )
 from hugginggpt.experts.vision import Classifier, Detector, OnnxModel
+from hugginggpt.setup.files import VisionFiles, demo_inputs
 from parts import setup_files
 
 PLAIN = {

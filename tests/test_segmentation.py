@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from hugginggpt.errors import ExpertError
-from hugginggpt.experts.conversion import VisionFiles, demo_inputs
 from hugginggpt.experts.nanodet import NANODET_ID
 from hugginggpt.experts.protocol import ExpertContext
 from hugginggpt.experts.segmentation import (
@@ -21,6 +20,7 @@ from hugginggpt.experts.segmentation import (
     segments_from,
 )
 from hugginggpt.experts.vision import Detection, OnnxModel
+from hugginggpt.setup.files import VisionFiles, demo_inputs
 from hugginggpt.workspace import Workspace
 from parts import setup_files
 

@@ -11,7 +11,6 @@ from PIL import Image
 
 from hugginggpt.config import Settings
 from hugginggpt.errors import ExpertError
-from hugginggpt.experts.conversion import STEPS, VisionFiles, demo_inputs
 from hugginggpt.experts.protocol import ExpertContext
 from hugginggpt.experts.registry import ExpertRegistry, default_registry
 from hugginggpt.experts.vision import (
@@ -28,6 +27,7 @@ from hugginggpt.experts.vision import (
 )
 from hugginggpt.llm.scripted import ScriptedLLM
 from hugginggpt.pipeline import HuggingGPT
+from hugginggpt.setup.files import STEPS, VisionFiles, demo_inputs
 from hugginggpt.workspace import Workspace, sha256_of
 from parts import need, setup_files
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -18,9 +18,6 @@ from .config import Settings
 from .errors import HuggingGPTError
 from .pipeline import Conversation, HuggingGPT
 from .types import Answer, Event, ModelCard
-
-if TYPE_CHECKING:
-    from .experts.conversion import SetupReport
 
 app = typer.Typer(help="HuggingGPT: plan a request as AI tasks, run expert models, and answer.", no_args_is_help=True)
 catalog_app = typer.Typer(help="The model catalogue snapshot.", no_args_is_help=True)
@@ -165,7 +162,7 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="print only the Answer as one JSON object")] = False,
 ) -> None:
     """Run a real multimodal request, offline, on the demo inputs `hugginggpt setup` prepared."""
-    from .experts.conversion import demo_inputs
+    from .setup.files import demo_inputs
 
     folder = demo_inputs()
     missing = [name for name in DEMO_FILES if not (folder / name).is_file()]
@@ -362,9 +359,6 @@ def _measure(settings: Settings, as_json: bool) -> None:
     )
 
 
-PROMPT_CACHE_STEP = "prompt-cache"
-
-
 @app.command()
 def setup(
     ctx: typer.Context,
@@ -377,24 +371,22 @@ def setup(
 ) -> None:
     """Fetch and convert the offline vision models and demo inputs into the cache, and save the controller LLM's
     processed planning prompt there (later runs are instant)."""
-    from .experts.conversion import STEPS, demo_inputs, run_setup
+    from .setup.files import demo_inputs
+    from .setup.steps import CacheNotWritable, run_steps, select_steps
 
     if demo_dir:
         sys.stdout.write(f"{demo_inputs()}\n")
         return
-    steps = list(step or (*STEPS, PROMPT_CACHE_STEP))
-    unknown = [s for s in steps if s not in (*STEPS, PROMPT_CACHE_STEP)]
-    if unknown:
-        raise _fail(f"unknown step {', '.join(unknown)}; steps are {', '.join((*STEPS, PROMPT_CACHE_STEP))}")
-    vision = [s for s in steps if s != PROMPT_CACHE_STEP]
     try:
-        reports = (
-            run_setup(steps=vision, force=force, log=lambda message: err.print(f"[dim]{message}[/]")) if vision else []
+        steps = select_steps(step)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        reports = run_steps(
+            steps, settings=lambda: _settings(ctx), force=force, log=lambda message: err.print(f"[dim]{message}[/]")
         )
-    except OSError as exc:
-        raise _fail(f"cannot write the cache ({exc}); set HUGGINGGPT_CACHE_DIR to a writable folder") from None
-    if PROMPT_CACHE_STEP in steps:
-        reports.append(_prompt_cache_step(_settings(ctx), force))
+    except CacheNotWritable as exc:
+        raise _fail(str(exc)) from None
     if as_json:
         sys.stdout.write(json.dumps([r.model_dump() for r in reports]) + "\n")
     else:
@@ -407,44 +399,6 @@ def setup(
         err.print(f"[dim]cache: {demo_inputs().parent}[/]")
     if any(r.status == "failed" for r in reports):
         raise typer.Exit(1)
-
-
-def _prompt_cache_step(settings: Settings, force: bool) -> SetupReport:
-    """Process the planning prompt's fixed start with the embedded LLM and save its KV state in the user cache, so
-    every later process restores it instead (`--force`: again, even when a saved state is intact)."""
-    import time
-
-    from .experts.conversion import SetupReport
-    from .llm.embedded import EmbeddedLLM
-
-    start = time.perf_counter()
-
-    def report(status: Any, detail: str, **extra: Any) -> SetupReport:
-        return SetupReport(
-            step=PROMPT_CACHE_STEP, status=status, detail=detail, seconds=time.perf_counter() - start, **extra
-        )
-
-    if settings.llm_base_url:
-        return report("unavailable", "the controller LLM is an endpoint (HUGGINGGPT_LLM_BASE_URL), not embedded")
-    if not settings.llm_prompt_cache:
-        return report("unavailable", "the prompt cache is off (HUGGINGGPT_LLM_PROMPT_CACHE=false)")
-    try:
-        gpt = HuggingGPT.from_settings(settings)
-        assert isinstance(gpt.llm, EmbeddedLLM)
-        warmup = asyncio.run(gpt.llm.warm(gpt.planner.prefix(), rebuild=force))
-    except HuggingGPTError as exc:
-        return report("failed", str(exc))
-    if warmup.status == "failed":
-        return report("failed", f"the planning prompt could not be processed: {warmup.detail}")
-    if warmup.status not in ("restored", "saved") or warmup.path is None:
-        return report("unavailable", warmup.detail or "the prompt state was not saved")
-    path = Path(warmup.path)
-    try:
-        sizes = {path.name: path.stat().st_size}
-    except OSError:
-        sizes = {}
-    detail = f"{warmup.tokens} tokens of the planning prompt processed by {gpt.llm.name}, in {path.parent}"
-    return report("cached" if warmup.status == "restored" else "ready", detail, sizes=sizes)
 
 
 @app.command("serve-models")
@@ -542,19 +496,31 @@ def serve(
 
 @app.command("bench-server")
 def bench_server(
+    ctx: typer.Context,
     requests: Annotated[int, typer.Option(help="requests sent at each concurrency level")] = 40,
     concurrency: Annotated[int, typer.Option(help="the concurrent level compared with 1")] = 20,
     llm_delay: Annotated[float, typer.Option(help="seconds each scripted LLM call waits, like a real LLM")] = 0.0,
+    embedded: Annotated[
+        bool, typer.Option("--embedded", help="the shipped stack (embedded LLM and experts), not the scripted LLM")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
-    """Latency of the HTTP server: p50/p95 at 1 and N concurrent chat completions (scripted LLM, real server)."""
+    """Latency of the HTTP server: p50/p95 at 1 and N concurrent chat completions (real server on 127.0.0.1;
+    the scripted LLM, or with --embedded the shipped stack on everyday text requests)."""
     _server_modules()
     from .server.bench import bench_server as run_bench
 
-    report = run_bench(requests=requests, levels=(1, concurrency), llm_delay=llm_delay)
+    settings = _settings(ctx) if embedded else None
+    report = run_bench(
+        requests=requests, levels=(1, concurrency), llm_delay=llm_delay, embedded=embedded, settings=settings
+    )
     if as_json:
         sys.stdout.write(json.dumps({**report.model_dump(), "ratios": report.ratios()}) + "\n")
         return
+    _print_server_bench(report)
+
+
+def _print_server_bench(report: Any) -> None:
     table = Table("concurrency", "requests", "p50 ms", "p95 ms", "mean ms", "throughput req/s")
     for level in report.levels:
         table.add_row(
@@ -563,12 +529,18 @@ def bench_server(
             f"{level.p50_ms:.1f}",
             f"{level.p95_ms:.1f}",
             f"{level.mean_ms:.1f}",
-            f"{level.throughput_rps:.1f}",
+            f"{level.throughput_rps:.2f}",
         )
     out.print(table)
     for name, value in report.ratios().items():
         out.print(f"{name}: {value:.2f}")
-    out.print(f"[dim]scripted LLM, {llm_delay:g} s per LLM call; client and server on this machine[/]")
+    if report.pipeline == "shipped":
+        out.print(f"[dim]the shipped pipeline, controller LLM with {report.slots} slots; client and server here[/]")
+    else:
+        out.print(f"[dim]scripted LLM, {report.llm_delay_s:g} s per LLM call; client and server on this machine[/]")
+
+
+WORKLOADS = ("all", "a", "b", "server", "llm")
 
 
 @app.command()
@@ -578,50 +550,106 @@ def bench(
     workload: Annotated[
         str,
         typer.Option(
-            help="all: both; a: workload A only (scripted LLM, timed experts: no model, seconds); "
-            "llm: the controller LLM's cold/warm planning and runs only"
+            help="all: everything below; a: scripted LLM and timed experts (no model, seconds); b: the real "
+            "embedded stack on everyday requests, fresh process and warm (minutes); server: the server with the "
+            "embedded LLM at 1 and 4 concurrent requests; llm: the controller LLM's cold/warm planning"
         ),
     ] = "all",
     time_scale: Annotated[
         float,
         typer.Option(
             min=0.01,
-            help="workload A's times (token rate, expert times, poll interval) scaled by this; ratios unchanged",
+            help="workload A's times (token rates, expert times, poll interval) scaled by this; ratios unchanged",
         ),
     ] = 0.25,
+    no_staged: Annotated[
+        bool, typer.Option("--no-staged", help="workload B without the staged mode (saves a run per request)")
+    ] = False,
 ) -> None:
-    """Time the controller LLM and the pipeline in one run: cold vs warm planning, tokens/s, plan streaming, RSS;
-    and workload A: ours, ours-no-stream, the paper's staged pipeline and the critical-path bound on the same
-    scripted requests."""
+    """Compare, in one run: ours, ours-no-stream, the paper's staged pipeline and the critical-path bound on
+    scripted requests (A); the real stack in a fresh process and warm (B); the server at 1 vs 4 concurrent
+    requests; and the controller LLM's cold vs warm planning."""
     import tempfile
 
-    if workload not in ("all", "a", "llm"):
-        raise _fail(f"unknown workload {workload!r}; choose all, a or llm")
+    if workload not in WORKLOADS:
+        raise _fail(f"unknown workload {workload!r}; choose {', '.join(WORKLOADS)}")
     data: dict[str, Any] = {}
     progress = lambda m: err.print(f"[dim]{m}…[/]", soft_wrap=True)  # noqa: E731
-    if workload in ("all", "llm"):
+    chosen = {"a", "b", "server", "llm"} if workload == "all" else {workload}
+    if "a" in chosen:
+        from .eval.bench_modes import run_workload_a
+
+        with tempfile.TemporaryDirectory(prefix="hugginggpt-bench-a-") as folder:
+            workload_a = asyncio.run(run_workload_a(Path(folder), time_scale=time_scale, progress=progress))
+        data = {**data, **workload_a.summary(), "workload_a": workload_a.to_json()}  # `ours`, `staged`, `bound`, …
+        if not as_json:
+            _print_workload_a(workload_a)
+    gpt = _pipeline(_settings(ctx)) if chosen & {"b", "llm"} else None
+    if "llm" in chosen:  # first: its cold plan needs an LLM that has seen no prompt yet
         from .eval.bench import run_bench
 
-        gpt = _pipeline(_settings(ctx))
+        assert gpt is not None
         with tempfile.TemporaryDirectory(prefix="hugginggpt-bench-") as folder:
             try:
                 report = asyncio.run(run_bench(gpt, Path(folder), progress=progress))
             except HuggingGPTError as exc:
                 raise _fail(str(exc)) from None
-        data = {**report.model_dump(mode="json"), "ratios": report.ratios()}
+        data["llm"] = {**report.model_dump(mode="json"), "ratios": report.ratios()}
         if not as_json:
             _print_llm_bench(report)
-    if workload in ("all", "a"):
-        from .eval.bench_modes import run_workload_a
+    if "b" in chosen:
+        from .eval.bench_real import run_workload_b
+        from .setup.files import demo_inputs
 
-        with tempfile.TemporaryDirectory(prefix="hugginggpt-bench-a-") as folder:
-            workload_a = asyncio.run(run_workload_a(Path(folder), time_scale=time_scale, progress=progress))
-        summary = workload_a.summary()
-        data = {**data, **summary, "workload_a": workload_a.to_json()}  # `ours`, `staged`, `bound`, … at the top
+        assert gpt is not None
+        inputs = demo_inputs()
+        if not (inputs / "kite.jpg").is_file():
+            raise _fail(f"the demo inputs are not in {inputs}; run `hugginggpt setup` first")
+        with tempfile.TemporaryDirectory(prefix="hugginggpt-bench-b-") as folder:
+            try:
+                workload_b = asyncio.run(
+                    run_workload_b(gpt, inputs, Path(folder), staged=not no_staged, progress=progress)
+                )
+            except HuggingGPTError as exc:
+                raise _fail(str(exc)) from None
+        data["workload_b"] = workload_b.to_json()
         if not as_json:
-            _print_workload_a(workload_a)
+            _print_workload_b(workload_b)
+    if "server" in chosen:
+        _server_modules()
+        from .server.bench import bench_server as run_server_bench
+
+        progress("server with the embedded LLM: 1, then 4 concurrent requests")
+        server = run_server_bench(requests=4, levels=(1, 4), embedded=True, settings=_settings(ctx))
+        data["server"] = {**server.model_dump(), "ratios": server.ratios()}
+        if not as_json:
+            _print_server_bench(server)
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
+
+
+def _print_workload_b(report: Any) -> None:
+    def num(value: float | None, digits: int = 2) -> str:
+        return "—" if value is None else f"{value:.{digits}f}"
+
+    out.print(f"workload B: the real stack ({report.llm}) on everyday requests", soft_wrap=True)
+    table = Table("request", "mode", "wall s", "LLM calls", "gen tokens", "1st expert ÷ plan", "peak RSS MiB", "ok")
+    for request in report.requests:
+        for mode, run in request.modes.items():
+            table.add_row(
+                request.name,
+                mode,
+                f"{run.wall_s:.1f}",
+                str(run.llm_calls),
+                str(run.generated_tokens),
+                num(run.first_expert_fraction),
+                num(run.peak_rss_mib, 0),
+                "yes" if run.ok else f"no: {(run.error or 'a task failed')[:30]}",
+            )
+        table.add_section()
+    out.print(table)
+    for name, value in report.ratios().items():
+        out.print(f"{name}: {num(value)}")
 
 
 def _print_llm_bench(report: Any) -> None:

@@ -149,7 +149,7 @@ def wav_seconds(path: Path) -> float:
 def build_inputs(folder: Path, demo: Path | None = None) -> Path:
     """Fill `folder` with every input the suite's cases name; returns it. The demo photos come from `demo`
     (default: the folder `hugginggpt setup` fills); missing ones are a clear error."""
-    from ..experts.conversion import demo_inputs
+    from ..setup.files import demo_inputs
 
     source = demo or demo_inputs()
     missing = [name for name in DEMO_PHOTOS if not (source / name).is_file()]

@@ -9,8 +9,8 @@ import numpy as np
 
 from ..config import Settings
 from ..errors import ExpertError
+from ..setup.files import VisionFiles
 from ..types import ModelCard
-from .conversion import VisionFiles
 from .protocol import LocalExpert
 from .vision import _READABLE, COCO_LABELS, Detection, Detector, ObjectDetectionExpert, OnnxModel, non_max_suppression
 

@@ -9,8 +9,8 @@ import numpy as np
 
 from ..config import Settings
 from ..errors import ExpertError
+from ..setup.files import VisionFiles
 from ..types import ModelCard
-from .conversion import VisionFiles
 from .media import segmentation_output
 from .nanodet import NANODET_ID, NanoDet
 from .protocol import ExpertContext, LocalExpert, Outputs

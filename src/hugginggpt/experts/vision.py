@@ -14,8 +14,8 @@ import numpy as np
 
 from ..config import Settings
 from ..errors import ExpertError
+from ..setup.files import VisionFiles
 from ..types import ModelCard
-from .conversion import VisionFiles
 from .protocol import ExpertContext, LocalExpert, Outputs
 
 # COCO-80 class names in the order of darknet's coco.names (the CenterNet model's class indices)

@@ -12,17 +12,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from hugginggpt.cli import app
-from hugginggpt.experts.conversion import (
-    STEPS,
-    SetupError,
-    VisionFiles,
-    demo_inputs,
-    draw_text_image,
-    parse_imagenet_classes,
-    read_manifest,
-    run_setup,
-)
 from hugginggpt.experts.vision import vision_experts
+from hugginggpt.setup.demo import draw_text_image
+from hugginggpt.setup.fetch import SetupError
+from hugginggpt.setup.files import STEPS, VisionFiles, demo_inputs, read_manifest
+from hugginggpt.setup.models import parse_imagenet_classes
+from hugginggpt.setup.steps import run_setup
 from hugginggpt.workspace import sha256_of
 from parts import setup_files
 

@@ -11,7 +11,7 @@ import onnxruntime
 import pytest
 
 from hugginggpt.errors import HuggingGPTError
-from hugginggpt.experts.tfjs import ConversionError, load_tfjs, read_weights, tfjs_to_onnx
+from hugginggpt.setup.tfjs import ConversionError, load_tfjs, read_weights, tfjs_to_onnx
 
 
 def _s(text: str) -> dict:

@@ -15,13 +15,13 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from hugginggpt.experts.efficientnet import (
+from hugginggpt.setup.efficientnet import (
     BN_EPSILON,
     LITE0_BLOCKS,
     efficientnet_lite0_to_onnx,
     read_torch_checkpoint,
 )
-from hugginggpt.experts.tfjs import ConversionError
+from hugginggpt.setup.tfjs import ConversionError
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 

