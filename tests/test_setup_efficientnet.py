@@ -146,6 +146,40 @@ def test_refuses_code_in_checkpoint(tmp_path: Path) -> None:
         read_torch_checkpoint(tmp_path / "junk.pth")
 
 
+class _Touch:
+    """Unpickles to a call of `Path(witness).touch()`: a global a checkpoint must never get to run."""
+
+    def __init__(self, witness: Path) -> None:
+        self.witness = witness
+
+    def __reduce__(self):
+        return self.witness.touch, ()
+
+
+@pytest.mark.parametrize("position", ["magic", "protocol", "sys_info", "storage_keys"])
+def test_refuses_code_in_every_legacy_pickle(tmp_path: Path, fake_torch: types.ModuleType, position: str) -> None:
+    """Each pickle of a legacy checkpoint (the three headers, the state dict, the storage keys) goes through a
+    restricted unpickler: a disallowed global anywhere is refused before it is called."""
+    witness = tmp_path / "ran"
+    state, _, storages = _example_state()
+    headers = {"magic": _LEGACY_MAGIC, "protocol": 1001, "sys_info": {"protocol_version": 1001, "little_endian": True}}
+    keys: object = [s.key for s in storages]
+    if position == "storage_keys":
+        keys = [_Touch(witness)]
+    else:
+        headers[position] = _Touch(witness)
+    with (tmp_path / "evil.pth").open("wb") as out:
+        for header in headers.values():
+            pickle.dump(header, out, protocol=2)
+        out.write(_pickle_state(state, fake_torch, legacy=True))
+        pickle.dump(keys, out, protocol=2)
+        for storage in storages:
+            out.write(np.array([storage.data.size], "<i8").tobytes() + storage.data.tobytes())
+    with pytest.raises(ConversionError, match=r"checkpoint refers to (__builtin__|builtins)\.getattr"):
+        read_torch_checkpoint(tmp_path / "evil.pth")
+    assert not witness.exists()
+
+
 # ---- the network ---------------------------------------------------------------------------------------------------
 
 

@@ -40,6 +40,8 @@ _STORAGE_DTYPES = {
 
 
 # ---- reading PyTorch checkpoints without torch ------------------------------------------------------------------
+# every pickle in a checkpoint is read with a restricted unpickler (never `pickle.load`): a downloaded checkpoint
+# cannot run code, whichever of its pickles a global is hidden in
 
 
 @dataclass
@@ -103,6 +105,21 @@ class _CheckpointUnpickler(pickle.Unpickler):
         return self.storages[key]
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles the plain values around a legacy checkpoint's state dict (its magic number, protocol version,
+    system info and storage keys): numbers, strings, lists and dicts only, so any global or persistent id is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise ConversionError(f"checkpoint refers to {module}.{name}, which a plain state dict never needs")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise ConversionError(f"unexpected persistent id in checkpoint header: {pid!r}")
+
+
+def _load_plain(handle: BinaryIO) -> Any:
+    return _PlainUnpickler(handle).load()
+
+
 def read_torch_checkpoint(path: Path) -> dict[str, np.ndarray]:
     """A PyTorch state dict (legacy or zip serialisation) as numpy arrays, without importing torch."""
     path = Path(path)
@@ -116,15 +133,15 @@ def read_torch_checkpoint(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_legacy_checkpoint(handle: BinaryIO) -> dict[str, np.ndarray]:
-    if pickle.load(handle) != _LEGACY_MAGIC:
+    if _load_plain(handle) != _LEGACY_MAGIC:
         raise ConversionError("not a PyTorch checkpoint (bad magic number)")
-    pickle.load(handle)  # protocol version
-    sys_info = pickle.load(handle)
+    _load_plain(handle)  # protocol version
+    sys_info = _load_plain(handle)
     if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
         raise ConversionError("big-endian checkpoints are not supported")
     storages: dict[str, _Storage] = {}
     result = _CheckpointUnpickler(handle, storages).load()
-    for key in pickle.load(handle):
+    for key in _load_plain(handle):
         storage = storages[str(key)]
         count = int(np.frombuffer(handle.read(8), "<i8")[0])
         raw = handle.read(count * storage.dtype.itemsize)
