@@ -109,6 +109,14 @@ async def test_a_repaired_plan_is_counted(data):
     assert report.variants["taskbench"]["overall"].v_f1 == 100.0
 
 
+async def test_a_plan_written_in_taskbench_terms_is_read(data):
+    samples = load_samples(data)[:1]
+    theirs = json.dumps({"task_nodes": PLANS[samples[0].instruction]}).replace("<resource>-0", "<node-0>")
+    predictions = await predict(Planner(ScriptedLLM(theirs), _tools().table, demos=[]), samples)
+    assert [t.model_dump(exclude={"step"}) for t in predictions[0].plan] == PLANS[samples[0].instruction]
+    assert predictions[0].llm_calls == 1
+
+
 async def test_an_unreachable_llm_stops_the_run(data):
     llm = ScriptedLLM(LLMError("the LLM at http://x is unreachable"))
     with pytest.raises(LLMError, match="unreachable"):

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hugginggpt.eval.taskbench import TaskBenchError, TaskBenchTools, load_samples, load_tools
-from hugginggpt.tasks import DEFAULT_TASK_TYPES
+from hugginggpt.errors import PlanError
+from hugginggpt.eval.taskbench import TaskBenchError, TaskBenchTools, from_taskbench, load_samples, load_tools
+from hugginggpt.planning.rules import parse_plan, salvage_plan
+from hugginggpt.tasks import DEFAULT_TASK_TYPES, TaskTable
 from hugginggpt.types import arg_modality
 
 DEFAULT_DESCRIPTIONS = {t.name: t.description for t in DEFAULT_TASK_TYPES}
@@ -133,3 +135,53 @@ def test_shared_sample_files_load(domain, rows, splits, unmatched, outside):
         gold, problems = tools.gold(sample)
         assert problems == []
         assert len(gold.arguments) == len(sample.task_nodes)
+
+
+def _reply(text_arg, key="tasks"):
+    tasks = [
+        {"task": "image-to-text", "id": 0, "dep": [], "args": {"image": "a.jpg"}},
+        {"task": "summarization", "id": 1, "dep": [], "args": {"text": "a long story"}},
+        {"task": "summarization", "id": 2, "dep": [0, 1], "args": {"text": text_arg}},
+    ]
+    return json.dumps({key: tasks})
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("<node-0>", "<resource>-0"),
+        ("<node>-0", "<resource>-0"),
+        ("< NODE > - 1", "<resource>-1"),
+        (["<node-0>", "<node-1>"], "<resource>-0, <resource>-1"),
+        ("caption: <generated>-0 and <node-1>", "caption: <resource>-0 and <resource>-1"),
+        ("<<node-0.jpg>", "<resource>-0.jpg"),  # `<node-0.jpg` once `<node-0.jpg>` is unwrapped
+        ("<node-0>>1", "<resource>-0>1"),  # the `>` after `<node-0>` is text, as it was
+        ("no placeholder", "no placeholder"),
+    ],
+)
+def test_taskbench_placeholders_are_read_as_ours(raw, expected):
+    plan = parse_plan(_reply(raw), TaskTable(), adapt=from_taskbench)
+    assert plan.tasks[2].args["text"] == expected
+
+
+def test_a_bracketed_node_file_name_stays_a_file_name():
+    # our parser unwraps `<photo.jpg>` before it reads placeholders: `<node-0.jpg>` is the file node-0.jpg
+    plan = salvage_plan(_reply("<node-0.jpg>"), TaskTable(), adapt=from_taskbench)
+    assert len(plan.tasks) == 2 and "'node-0.jpg' is an image file" in plan.dropped[0]
+
+
+def test_a_node_placeholder_without_a_number_is_refused():
+    with pytest.raises(PlanError, match="without a task number"):
+        parse_plan(_reply("see <node>"), TaskTable(), adapt=from_taskbench)
+
+
+@pytest.mark.parametrize("key", ["tasks", "plan", "task_nodes"])
+def test_a_task_nodes_list_is_read_as_tasks(key):
+    plan = parse_plan(_reply("<node-0>", key), TaskTable(), adapt=from_taskbench)
+    assert [(x.id, x.dep) for x in plan.tasks] == [(0, []), (1, []), (2, [0])]
+    assert from_taskbench(json.loads(_reply("x", key)))["tasks"] == json.loads(_reply("x", key))[key]
+
+
+def test_a_reply_in_our_format_is_unchanged():
+    for reply in ([{"task": "x", "args": {"text": "<resource>-0", "n": 2}}], {"task": "x"}, {"other": 1}, "text", 3):
+        assert from_taskbench(reply) == reply

@@ -36,15 +36,21 @@ def test_every_demo_passes_the_validator_unchanged():
     [
         ("<resource>-1", "<resource>-1"),
         ("<GENERATED>-2", "<resource>-2"),
-        ("<node-3>", "<resource>-3"),
         ("<resource-4>", "<resource>-4"),
-        ("caption: <generated>-0 and <node-1>", "caption: <resource>-0 and <resource>-1"),
+        ("caption: <generated>-0 and <resource-1>", "caption: <resource>-0 and <resource>-1"),
         ("<example.wav>", "example.wav"),
         ("<https://x.org/a.png> and < b.jpg >", "https://x.org/a.png and b.jpg"),
     ],
 )
 def test_placeholder_forms_normalise(raw, expected):
     assert normalize_placeholders(raw) == expected
+
+
+def test_taskbench_forms_are_not_ours():
+    # TaskBench's `<node-N>` and `task_nodes` are read by the TaskBench evaluation (`eval.taskbench.from_taskbench`)
+    assert normalize_placeholders("<node-3>") == "<node-3>"
+    with pytest.raises(PlanError, match="not a task list"):
+        validate_plan({"task_nodes": [t("summarization", 0, {"text": "hi"})]}, TABLE)
 
 
 def test_bare_placeholder_without_number_is_rejected():
@@ -226,6 +232,18 @@ async def test_planner_sends_prompt_with_schema_and_streams_tasks():
     assert schema == planner.schema
     assert messages[0].role == "system" and "text-to-speech" in messages[0].content
     assert [m.content for m in messages[-3:]] == ["earlier question", "earlier answer", "read a.jpg aloud"]
+
+
+async def test_adapt_turns_each_reply_and_each_streamed_task_into_our_format():
+    def adapt(reply):
+        tasks = reply if isinstance(reply, list) else reply["steps"]
+        return [{**x, "task": x["task"].replace("caption", "image-to-text")} for x in tasks]
+
+    theirs = PLAN.replace('"tasks"', '"steps"').replace("image-to-text", "caption")
+    seen = []
+    plan = await Planner(ScriptedLLM(theirs, chunk=5), TABLE).plan("read a.jpg aloud", on_task=seen.append, adapt=adapt)
+    assert [x.task for x in plan.tasks] == ["image-to-text", "text-to-speech"]
+    assert seen == plan.tasks
 
 
 async def test_prompt_prefix_is_identical_across_requests():

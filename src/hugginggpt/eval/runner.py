@@ -14,7 +14,7 @@ from ..llm.protocol import UsageMeter
 from ..planning.planner import Planner
 from ..types import Plan, Task
 from .metrics import Scores, score
-from .taskbench import SPLITS, Sample, TaskBenchTools, load_samples, load_tools
+from .taskbench import SPLITS, Sample, TaskBenchTools, from_taskbench, load_samples, load_tools
 
 VARIANTS: dict[str, bool] = {"taskbench": True, "ours": False}  # name -> drop unparsable predictions
 EDGE_NOTE = (
@@ -58,7 +58,8 @@ async def predict(
     on_prediction: Callable[[Prediction], None] | None = None,
 ) -> list[Prediction]:
     """Plan every sample's `instruction`, one at a time. A plan that fails validation (after the repair call) or is
-    cut off is recorded as None with its error; any other LLM error (unreachable, refused) stops the run."""
+    cut off is recorded as None with its error; any other LLM error (unreachable, refused) stops the run. A reply
+    written in TaskBench's terms (`<node-N>`, `task_nodes`) is read as ours (`from_taskbench`)."""
     predictions = []
     for sample in samples:
         meter = UsageMeter()
@@ -66,7 +67,8 @@ async def predict(
         plan: list[Task] | None = None
         error = None
         try:
-            plan = (await planner.plan(sample.instruction, llm=meter.bind(planner.llm, "planning"))).tasks
+            llm = meter.bind(planner.llm, "planning")
+            plan = (await planner.plan(sample.instruction, llm=llm, adapt=from_taskbench)).tasks
         except (PlanError, OutputTruncated) as exc:
             error = str(exc)
         prediction = Prediction(

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import HuggingGPTError
-from ..planning.references import references
+from ..planning.references import BRACKETED_FILE, references
 from ..tasks import DEFAULT_TASK_TYPES, TaskTable, TaskType, normalize_task_name
 from ..types import MODALITIES, Plan
 
@@ -25,6 +25,10 @@ _CONTENT_TYPES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("video", ("mp4", "avi", "mov", "flv", "wmv", "mkv", "webm", "m4v", "mpg", "mpeg")),
 )
 _NODE_REF = re.compile(r"<node-(\d+)>")
+# What our parser once took of TaskBench's format in a planner's reply: `<node-3>` and loose variants (`<node>-3`),
+# a `<node>` without a number, and a `task_nodes` list.
+_NODE_PLACEHOLDER = re.compile(r"<\s*node\s*>?\s*-\s*(\d+)>?", re.IGNORECASE)
+_BARE_NODE = re.compile(r"<\s*node\s*>(?!\s*-\s*\d)", re.IGNORECASE)
 _FIRST_SENTENCE = re.compile(r"^(.+?[.!?])(?:\s|$)")
 
 
@@ -121,6 +125,50 @@ def content_type(value: str) -> str:
         if any("." + ext in value for ext in extensions):
             return kind
     return "text"
+
+
+def from_taskbench(reply: Any) -> Any:
+    """A planner's reply (parsed JSON) with TaskBench's forms in ours, for our parser (`Planner.plan(adapt=...)`):
+    a `task_nodes` list, when there is no `tasks` or `plan` list, becomes `tasks`, and in each task's `args`
+    `<node-N>` becomes `<resource>-N` (a `<node>` without a number becomes `<resource>`, which the parser refuses).
+    The rest is left as it is; a reply without these forms comes back unchanged."""
+    if isinstance(reply, list):
+        return [_task_from_taskbench(item) for item in reply]
+    if not isinstance(reply, dict):
+        return reply
+    for key in ("tasks", "plan", "task_nodes"):  # the list our parser reads, in its order
+        if isinstance(reply.get(key), list):
+            return {**reply, "tasks": [_task_from_taskbench(item) for item in reply[key]]}
+    return _task_from_taskbench(reply) if "task" in reply else reply
+
+
+def _task_from_taskbench(task: Any) -> Any:
+    if not isinstance(task, dict) or "args" not in task:
+        return task
+    return {**task, "args": _placeholders_from_taskbench(task["args"])}
+
+
+def _placeholders_from_taskbench(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_placeholders_from_taskbench(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _placeholders_from_taskbench(v) for k, v in value.items()}
+    if not isinstance(value, str):
+        return value
+    if _BARE_NODE.search(value):  # refused, but its placeholders still count in the check for cycles
+        return _NODE_PLACEHOLDER.sub(_resource, _BARE_NODE.sub("<resource>", value))
+    # Our parser unwraps `<photo.jpg>` first, so `<<node-0.jpg>` is `<node-0.jpg`, a placeholder, but `<node-0.jpg>`
+    # is a file name: rewrite what is a placeholder once that is done, and leave a value without one as it is.
+    unwrapped = BRACKETED_FILE.sub(lambda m: m.group(1), value)
+    if _NODE_PLACEHOLDER.search(unwrapped) is None:
+        return value
+    return _NODE_PLACEHOLDER.sub(_resource, unwrapped)
+
+
+def _resource(match: re.Match[str]) -> str:
+    # `<resource-N>`, not `<resource>-N`: our parser reads it as `<resource>-N` and, as with `<node-N>`, takes no
+    # `>` or digit that follows (`<resource>-1>` and `<resource>-1` `0` would be read on).
+    return f"<resource-{int(match.group(1))}>"
 
 
 def load_samples(path: Path) -> list[Sample]:

@@ -117,9 +117,12 @@ class Planner:
         on_task: Callable[[Task], None] | None = None,
         llm: LLM | None = None,
         exists: Callable[[str], bool] | None = None,
+        adapt: Callable[[Any], Any] | None = None,
     ) -> Plan:
         """Plan `request`. `on_task` gets each validated task while the reply streams; if the final plan differs
-        from what was streamed (a repair was needed), the caller must compare `plan.tasks` with what it saw."""
+        from what was streamed (a repair was needed), the caller must compare `plan.tasks` with what it saw.
+        `adapt` turns each reply's JSON into our format before it is checked (see `parse_plan`); a task that
+        streams is passed to it as a list of one task."""
         llm = llm or self.llm
         messages = self.messages(request, history)
         mentioned = "\n".join([*(m.content for m in history), request])
@@ -134,7 +137,7 @@ class Planner:
                 return
             for raw in stream.feed(delta):
                 try:
-                    new = builder.add(raw)
+                    new = builder.add(raw if adapt is None else adapt([raw])[0])
                 except PlanError:
                     streaming_ok = False
                     return
@@ -147,7 +150,7 @@ class Planner:
         try:
             if completion.finish_reason == "length":
                 raise PlanError("the plan was cut off at the token limit")
-            return parse_plan(completion.text, self.table, self.max_tasks, **context)
+            return parse_plan(completion.text, self.table, self.max_tasks, adapt=adapt, **context)
         except PlanError as first:
             if not self.repair:
                 raise
@@ -165,7 +168,7 @@ class Planner:
         try:
             if repaired.finish_reason == "length":
                 raise PlanError("the repaired plan was cut off at the token limit")
-            fixed = parse_plan(repaired.text, self.table, self.max_tasks, **context)
+            fixed = parse_plan(repaired.text, self.table, self.max_tasks, adapt=adapt, **context)
         except PlanError as exc:
             second = exc
         else:
@@ -173,7 +176,7 @@ class Planner:
                 return fixed
         if self.salvage:  # the repair failed or dropped every task: keep what was valid
             for reply in (repaired, completion):
-                partial = salvage_plan(reply.text, self.table, self.max_tasks, **context)
+                partial = salvage_plan(reply.text, self.table, self.max_tasks, adapt=adapt, **context)
                 if partial.tasks:
                     return partial
         if second is None:

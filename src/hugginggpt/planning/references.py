@@ -7,9 +7,9 @@ import re
 
 from ..errors import PlanError
 
-# `<resource>-3`, JARVIS's `<GENERATED>-3`, TaskBench's `<node-3>`, and loose variants like `<resource-3>`.
-_PLACEHOLDER = re.compile(r"<\s*(?:resource|generated|node)\s*>?\s*-\s*(\d+)>?", re.IGNORECASE)
-_BARE_PLACEHOLDER = re.compile(r"<\s*(?:resource|generated|node)\s*>(?!\s*-\s*\d)", re.IGNORECASE)
+# `<resource>-3`, JARVIS's `<GENERATED>-3`, and loose variants like `<resource-3>` (TaskBench's `<node-3>`: eval).
+_PLACEHOLDER = re.compile(r"<\s*(?:resource|generated)\s*>?\s*-\s*(\d+)>?", re.IGNORECASE)
+_BARE_PLACEHOLDER = re.compile(r"<\s*(?:resource|generated)\s*>(?!\s*-\s*\d)", re.IGNORECASE)
 _RESOURCE = re.compile(r"<resource>-(\d+)")
 # A URL's scheme (`https://`) and a file extension (`.jpg`), as the file and URL patterns below match them.
 _SCHEME = r"[a-z][a-z0-9+.-]*://"
@@ -17,7 +17,7 @@ _EXTENSION = r"\.[A-Za-z0-9]{2,5}"
 _FILE_OR_URL = re.compile(rf"^(?:{_SCHEME}\S+|[^\n]*{_EXTENSION}|<resource>-\d+)$", re.IGNORECASE)
 _NAMED_FILE = re.compile(rf"(?:{_SCHEME})?[^\s'\"<>()\[\],;]+{_EXTENSION}\b", re.IGNORECASE)
 _SEPARATORS = re.compile(r"\s*(?:,|;|\band\b|\n)\s*")
-_BRACKETED_FILE = re.compile(rf"<\s*((?:{_SCHEME})?[^<>\s]+{_EXTENSION})\s*>", re.IGNORECASE)
+BRACKETED_FILE = re.compile(rf"<\s*((?:{_SCHEME})?[^<>\s]+{_EXTENSION})\s*>", re.IGNORECASE)
 _URL = re.compile(rf"^{_SCHEME}\S+$", re.IGNORECASE)
 # What a constrained decoder may write in a media argument: `<resource>-N`, or a file name or URL without `<>`.
 MEDIA_PATTERN = r'^(<resource>-[0-9]{1,2}|[^<>"\\\n\r\t]{1,200})$'
@@ -36,7 +36,7 @@ def normalize_placeholders(value: str) -> str:
     placeholder without a number."""
     if _BARE_PLACEHOLDER.search(value):
         raise PlanError(f"placeholder without a task number in {value!r}; write <resource>-N")
-    value = _BRACKETED_FILE.sub(lambda m: m.group(1), value)  # `<photo.jpg>` means photo.jpg
+    value = BRACKETED_FILE.sub(lambda m: m.group(1), value)  # `<photo.jpg>` means photo.jpg
     return _PLACEHOLDER.sub(lambda m: f"<resource>-{int(m.group(1))}", value)
 
 

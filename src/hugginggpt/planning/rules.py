@@ -326,7 +326,7 @@ def raw_tasks(value: Any) -> list[Any]:
     if isinstance(value, list):
         return value
     if isinstance(value, dict):
-        for key in ("tasks", "plan", "task_nodes"):
+        for key in ("tasks", "plan"):
             if isinstance(value.get(key), list):
                 return value[key]
         if "task" in value:
@@ -376,20 +376,38 @@ def validate_plan(value: Any, table: TaskTable, max_tasks: int = MAX_TASKS, **co
     return builder.plan()
 
 
-def parse_plan(text: str, table: TaskTable, max_tasks: int = MAX_TASKS, **context: Any) -> Plan:
-    """Parse LLM text into a validated plan (see `validate_plan`)."""
+def parse_plan(
+    text: str,
+    table: TaskTable,
+    max_tasks: int = MAX_TASKS,
+    *,
+    adapt: Callable[[Any], Any] | None = None,
+    **context: Any,
+) -> Plan:
+    """Parse LLM text into a validated plan (see `validate_plan`). `adapt`, when given, turns the reply's JSON into
+    ours first (the TaskBench evaluation reads TaskBench's `<node-N>` and `task_nodes` with it)."""
     try:
         value = extract_json(text)
     except JSONNotFound as exc:
         raise PlanError(str(exc)) from None
+    if adapt is not None:
+        value = adapt(value)
     return validate_plan(value, table, max_tasks, **context)
 
 
-def salvage_plan(text: str, table: TaskTable, max_tasks: int = MAX_TASKS, **context: Any) -> Plan:
+def salvage_plan(
+    text: str,
+    table: TaskTable,
+    max_tasks: int = MAX_TASKS,
+    *,
+    adapt: Callable[[Any], Any] | None = None,
+    **context: Any,
+) -> Plan:
     """The valid tasks of a reply that fails validation: invalid tasks, and tasks that use their outputs, are left
-    out, and `dropped` says why. An empty plan when nothing in the reply is usable."""
+    out, and `dropped` says why. An empty plan when nothing in the reply is usable. `adapt` as in `parse_plan`."""
     try:
-        items = raw_tasks(extract_json(text))
+        value = extract_json(text)
+        items = raw_tasks(value if adapt is None else adapt(value))
     except (JSONNotFound, PlanError):
         return Plan()
     builder = PlanBuilder(table, max_tasks, **context)
