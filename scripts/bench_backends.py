@@ -164,7 +164,7 @@ async def _server_run_seconds(url: str, card: ModelCard, args: dict[str, str], c
 def _embedded_cases() -> list[tuple[str, Any, dict[str, str]]]:
     """The embedded OCR and COCO detection experts on the demo images, where installed and set up."""
     from hugginggpt.config import Settings
-    from hugginggpt.experts.conversion import demo_inputs
+    from hugginggpt.setup.files import demo_inputs
     from hugginggpt.experts.embedded import embedded_experts
     from hugginggpt.experts.vision import vision_experts
 

@@ -61,17 +61,21 @@ def test_the_bench_command_prints_the_ratios(tmp_path, monkeypatch):
         monkeypatch.setenv("HUGGINGGPT_LLM_BASE_URL", server.url)
         from hugginggpt.cli import app
 
-        result = CliRunner().invoke(app, ["bench", "--json", "--time-scale", "0.01"])
+        result = CliRunner().invoke(app, ["bench", "--json", "--workload", "llm"])
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)["llm"]
+        assert set(data["ratios"]) == {
+            "warm / cold plan latency",
+            "first streamed task / whole plan (warm)",
+            "prompt tokens served from cache (warm)",
+            "run with plan streaming / without",
+        }
+        assert data["cold"]["tasks"] == 1
+        result = CliRunner().invoke(app, ["bench", "--json", "--workload", "a", "--time-scale", "0.01"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data["ratios"]) == {
-        "warm / cold plan latency",
-        "first streamed task / whole plan (warm)",
-        "prompt tokens served from cache (warm)",
-        "run with plan streaming / without",
-    }
-    assert data["cold"]["tasks"] == 1
     assert {"wall_s", "llm_calls"} <= set(data["ours"]) & set(data["staged"]) & set(data["bound"])  # workload A
+    assert CliRunner().invoke(app, ["bench", "--workload", "z"]).exit_code != 0
 
 
 # workload A: the modes compared on a scripted LLM and timed experts (mechanisms only, no timing thresholds)
@@ -94,14 +98,15 @@ def test_the_bound_is_plan_plus_the_longest_chain_plus_the_answer():
 
 
 async def test_staged_makes_a_selection_call_per_task_and_ours_none(tmp_path):
-    from hugginggpt.eval.bench_modes import REQUESTS, bound_of, run_ours, run_staged
+    from hugginggpt.eval.bench_modes import REQUESTS, bound_of, run_ours, run_staged, workload_parts
 
     chain, fan_out, single = REQUESTS
     for request, ours_calls, staged_calls in [(chain, 2, 5), (fan_out, 3, 6), (single, 2, 3)]:
         # ours: plan + answer (+ the translation a later task needs); staged adds one selection per task with two
         # candidates (the translation has one, the LLM)
         ours = await run_ours(request, tmp_path / request.name / "o", tokens_per_second=50, time_scale=FAST)
-        staged = await run_staged(request, tmp_path / request.name / "s", tokens_per_second=50, time_scale=FAST)
+        llm, experts = workload_parts(50, FAST)
+        staged = await run_staged(request.request, tmp_path / request.name / "s", llm=llm, experts=experts, poll=0)
         assert ours.ok and staged.ok
         assert (ours.llm_calls, staged.llm_calls) == (ours_calls, staged_calls)
         assert staged.generated_tokens > ours.generated_tokens
