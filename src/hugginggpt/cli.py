@@ -277,22 +277,17 @@ def models(
 
 
 def _catalog_cards(settings: Settings) -> tuple[list[ModelCard], str | None]:
-    """Cards of the default experts and the catalogue snapshot; without a configured LLM, the rest still show."""
-    from .catalog import ModelCatalog, default_snapshot_path, load_snapshot
-    from .experts.registry import default_registry
+    """The catalogue the pipeline would select from; without a configured LLM, the rest of it still shows."""
     from .llm import llm_from_settings
+    from .pipeline import default_experts
 
     note = None
     try:
         llm = llm_from_settings(settings)
     except HuggingGPTError as exc:
         llm, note = None, f"the controller LLM's text tasks are not listed: {exc}"
-    registry = default_registry(settings, llm)
-    catalog = ModelCatalog(registry.cards())
-    snapshot = settings.catalog_snapshot or default_snapshot_path()
     try:
-        if settings.catalog_snapshot is not None or snapshot.is_file():
-            catalog.add(registry.route(load_snapshot(snapshot)))
+        _, catalog = default_experts(settings, llm)
     except HuggingGPTError as exc:
         raise _fail(str(exc)) from None
     return catalog.cards(), note

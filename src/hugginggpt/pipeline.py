@@ -42,6 +42,20 @@ class Conversation:
         self.answers.append(answer)
 
 
+def default_experts(settings: Settings, llm: LLM | None = None) -> tuple[ExpertRegistry, ModelCatalog]:
+    """The default experts (with the controller LLM's text tasks when `llm` is given) and the catalogue the pipeline
+    selects from: their cards plus the routed catalogue snapshot, when configured or present in the cache."""
+    from .catalog import default_snapshot_path, load_snapshot
+    from .experts.registry import default_registry
+
+    experts = default_registry(settings, llm)
+    catalog = ModelCatalog(experts.cards())
+    snapshot = settings.catalog_snapshot or default_snapshot_path()
+    if settings.catalog_snapshot is not None or snapshot.is_file():
+        catalog.add(experts.route(load_snapshot(snapshot)))
+    return experts, catalog
+
+
 class HuggingGPT:
     """The four-stage pipeline. Everything it uses is passed in, so tests build it from real parts."""
 
@@ -67,17 +81,11 @@ class HuggingGPT:
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> HuggingGPT:
         """The default assembly: the configured LLM, the default experts, and the catalogue snapshot if present."""
-        from .catalog import default_snapshot_path, load_snapshot
-        from .experts.registry import default_registry
         from .llm import llm_from_settings
 
         settings = settings or Settings()
         llm = llm_from_settings(settings)
-        experts = default_registry(settings, llm)
-        catalog = ModelCatalog(experts.cards())
-        snapshot = settings.catalog_snapshot or default_snapshot_path()
-        if settings.catalog_snapshot is not None or snapshot.is_file():
-            catalog.add(experts.route(load_snapshot(snapshot)))
+        experts, catalog = default_experts(settings, llm)
         return cls(llm, experts, catalog=catalog, settings=settings)
 
     async def plan(self, request: str, history: Sequence[Message] = ()) -> Plan:
