@@ -7,7 +7,6 @@ from hugginggpt.llm.protocol import Message
 from hugginggpt.llm.scripted import ScriptedLLM
 from hugginggpt.planning.history import trim_history
 from hugginggpt.planning.planner import Planner
-from hugginggpt.planning.references import normalize_placeholders
 from hugginggpt.planning.rules import PlanBuilder, parse_plan, validate_plan
 from hugginggpt.planning.schema import plan_schema
 from hugginggpt.prompts import load_demos
@@ -31,24 +30,8 @@ def test_every_demo_passes_the_validator_unchanged():
         assert [task.model_dump() for task in plan.tasks] == demo["tasks"], demo["request"]
 
 
-@pytest.mark.parametrize(
-    "raw, expected",
-    [
-        ("<resource>-1", "<resource>-1"),
-        ("<GENERATED>-2", "<resource>-2"),
-        ("<resource-4>", "<resource>-4"),
-        ("caption: <generated>-0 and <resource-1>", "caption: <resource>-0 and <resource>-1"),
-        ("<example.wav>", "example.wav"),
-        ("<https://x.org/a.png> and < b.jpg >", "https://x.org/a.png and b.jpg"),
-    ],
-)
-def test_placeholder_forms_normalise(raw, expected):
-    assert normalize_placeholders(raw) == expected
-
-
-def test_taskbench_forms_are_not_ours():
-    # TaskBench's `<node-N>` and `task_nodes` are read by the TaskBench evaluation (`eval.taskbench.from_taskbench`)
-    assert normalize_placeholders("<node-3>") == "<node-3>"
+def test_a_task_nodes_list_is_not_ours():
+    # TaskBench's `task_nodes` is read by the TaskBench evaluation (`eval.taskbench.from_taskbench`)
     with pytest.raises(PlanError, match="not a task list"):
         validate_plan({"task_nodes": [t("summarization", 0, {"text": "hi"})]}, TABLE)
 
