@@ -120,6 +120,8 @@ class Reply:
         delay: float = 0.0,
         headers: dict[str, str] | None = None,
         finish_reason: str = "stop",
+        break_after: int | None = None,
+        usage: dict[str, int] | None = None,
     ) -> None:
         self.text = text
         self.status = status
@@ -127,6 +129,10 @@ class Reply:
         self.delay = delay
         self.headers = headers or {}
         self.finish_reason = finish_reason
+        # Streamed: send this many text chunks, then drop the connection before the body ends (a broken stream).
+        self.break_after = break_after
+        # Streamed: a last chunk with this usage and no choices (what `stream_options.include_usage` asks for).
+        self.usage = usage
 
 
 class OpenAIServer:
@@ -157,6 +163,20 @@ class OpenAIServer:
                     self._send(reply.status, reply.body or {"error": {"message": "scripted error"}}, reply.headers)
                     return
                 text = reply.text or ""
+                if body.get("stream") and reply.break_after is not None:
+                    pieces = [
+                        {"choices": [{"index": 0, "delta": {"content": text[start : start + 5]}}]}
+                        for start in range(0, len(text), 5)
+                    ]
+                    sent = "".join(f"data: {json.dumps(p)}\n\n" for p in pieces[: reply.break_after]).encode()
+                    self.send_response(200)
+                    self.send_header("content-type", "text/event-stream")
+                    self.send_header("content-length", str(len(sent) + 1000))  # promises more than it sends
+                    self.end_headers()
+                    self.wfile.write(sent)
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 if body.get("stream"):
                     self.send_response(200)
                     self.send_header("content-type", "text/event-stream")
@@ -165,6 +185,11 @@ class OpenAIServer:
                         chunk = {"choices": [{"index": 0, "delta": {"content": text[start : start + 5]}}]}
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     final = {"choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}]}
+                    if reply.usage is not None:
+                        usage_chunk = {"choices": [], "usage": reply.usage}
+                        self.wfile.write(f"data: {json.dumps(final)}\n\ndata: {json.dumps(usage_chunk)}\n\n".encode())
+                        self.wfile.write(b"data: [DONE]\n\n")
+                        return
                     self.wfile.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
                     return
                 message = {"role": "assistant", "content": text}

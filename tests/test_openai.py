@@ -20,7 +20,8 @@ async def test_plain_completion_sends_model_key_and_reads_usage():
     body = server.requests[0]
     assert body["model"] == "my-model" and body["max_tokens"] == 50 and body["stream"] is False
     assert body["messages"] == [m.model_dump() for m in MESSAGES]
-    assert server.headers[0]["Authorization"] == "Bearer sk-test"
+    headers = {k.lower(): v for k, v in server.headers[0].items()}
+    assert headers["authorization"] == "Bearer sk-test"
 
 
 async def test_streaming_delivers_deltas_in_order():
@@ -76,13 +77,13 @@ async def test_json_object_with_schema_is_what_llama_cpp_server_wants():
 async def test_retries_5xx_and_429_then_succeeds():
     replies = [Reply(status=503), Reply(status=429, headers={"retry-after": "0"}), Reply("finally")]
     with OpenAIServer(lambda body: replies.pop(0)) as server:
-        completion = await OpenAICompatibleLLM(server.url, backoff=0.01).complete(MESSAGES)
+        completion = await OpenAICompatibleLLM(server.url).complete(MESSAGES)
     assert completion.text == "finally" and len(server.requests) == 3
 
 
 async def test_gives_up_after_retries_with_a_clear_error():
     with OpenAIServer(lambda body: Reply(status=500)) as server, pytest.raises(LLMError, match="unreachable: HTTP 500"):
-        await OpenAICompatibleLLM(server.url, retries=2, backoff=0.01).complete(MESSAGES)
+        await OpenAICompatibleLLM(server.url, retries=2).complete(MESSAGES)
     assert len(server.requests) == 3
 
 
@@ -90,7 +91,7 @@ async def test_unreachable_endpoint_is_a_clear_error():
     with OpenAIServer(lambda body: Reply("x")) as server:
         url = server.url
     with pytest.raises(LLMError, match="unreachable: cannot connect.*HUGGINGGPT_LLM_BASE_URL"):
-        await OpenAICompatibleLLM(url, retries=1, backoff=0.01).complete(MESSAGES)
+        await OpenAICompatibleLLM(url, retries=1).complete(MESSAGES)
 
 
 async def test_slow_endpoint_times_out():
@@ -123,3 +124,55 @@ async def test_length_finish_reason_is_reported():
     with OpenAIServer(lambda body: Reply('{"a": ', finish_reason="length")) as server:
         completion = await OpenAICompatibleLLM(server.url).complete(MESSAGES, json_schema=SCHEMA)
     assert completion.finish_reason == "length"
+
+
+async def test_no_key_sends_no_authorization_and_never_the_environments(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-for-api.openai.com")
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-x")
+    with OpenAIServer(lambda body: Reply("ok")) as server:
+        await OpenAICompatibleLLM(server.url).complete(MESSAGES)
+        await OpenAICompatibleLLM(server.url).complete(MESSAGES, on_delta=lambda text: None)
+    for sent in server.headers:
+        names = {k.lower() for k in sent}
+        assert "authorization" not in names and "openai-organization" not in names
+
+
+async def test_streaming_asks_for_usage_and_reads_it():
+    usage = {"prompt_tokens": 5, "completion_tokens": 3}
+    replies = [Reply("abcdefghij", usage=usage), Reply("abcdefghij")]
+    with OpenAIServer(lambda body: replies.pop(0)) as server:
+        llm = OpenAICompatibleLLM(server.url)
+        completion = await llm.complete(MESSAGES, on_delta=lambda text: None)
+        without = await llm.complete(MESSAGES, on_delta=lambda text: None)
+    assert server.requests[0]["stream_options"] == {"include_usage": True}
+    assert completion.text == "abcdefghij" and completion.finish_reason == "stop"
+    assert completion.usage.prompt_tokens == 5 and completion.usage.completion_tokens == 3
+    assert without.usage.completion_tokens == 2  # no usage reported: one token per delta
+
+
+async def test_stream_broken_after_deltas_fails_without_resending_them():
+    """Issue 17: text already given to on_delta is never given again; the call fails saying how much got through."""
+    deltas = []
+    with (
+        OpenAIServer(lambda body: Reply("0123456789abcdefghij", break_after=2)) as server,
+        pytest.raises(LLMError, match="stream from the LLM at .* broke after 10 characters"),
+    ):
+        await OpenAICompatibleLLM(server.url, retries=3).complete(MESSAGES, on_delta=deltas.append)
+    assert deltas == ["01234", "56789"] and len(server.requests) == 1
+
+
+async def test_stream_broken_before_any_delta_is_retried():
+    replies = [Reply("never sent", break_after=0), Reply("the whole reply")]
+    deltas = []
+    with OpenAIServer(lambda body: replies.pop(0)) as server:
+        completion = await OpenAICompatibleLLM(server.url).complete(MESSAGES, on_delta=deltas.append)
+    assert "".join(deltas) == completion.text == "the whole reply" and len(server.requests) == 2
+
+
+async def test_stream_that_keeps_breaking_before_any_delta_gives_up():
+    with (
+        OpenAIServer(lambda body: Reply("never sent", break_after=0)) as server,
+        pytest.raises(LLMError, match="broke after 0 characters"),
+    ):
+        await OpenAICompatibleLLM(server.url, retries=1).complete(MESSAGES, on_delta=lambda text: None)
+    assert len(server.requests) == 2

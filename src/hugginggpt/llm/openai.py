@@ -1,4 +1,10 @@
-"""Any OpenAI-compatible chat endpoint (OpenAI, Azure, vLLM, Ollama, llama.cpp server) over httpx.
+"""Any OpenAI-compatible chat endpoint (OpenAI, Azure, vLLM, Ollama, llama.cpp server) through the `openai` SDK.
+
+The SDK retries the request (connection errors, 408, 409, 429, 5xx, with jittered exponential backoff and
+`Retry-After`) `retries` times. `timeout` bounds the whole request, retries included: a hung endpoint fails after
+that long, not after `retries + 1` timeouts. A stream that breaks after its response began is not retried once any
+text reached `on_delta` (that text cannot be taken back, and a new reply need not start with it): it fails with the
+number of characters delivered. One that breaks before any text is retried like a failed request.
 
 Structured output: tries `response_format` `json_schema`, then `json_object` + `schema` (llama.cpp server), then
 plain text with the schema in the prompt, and remembers what this endpoint accepted.
@@ -8,21 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
+import openai
 
 from .protocol import Completion, DeltaCallback, LLMError, Message, Usage
 
 # How to ask for JSON, best first. The first one this endpoint accepts is remembered.
 FORMATS = ("json_schema", "json_object", "text")
-_RETRY_STATUS = {429, 500, 502, 503, 504}
+# Statuses the SDK retries; when they remain after the retries, the endpoint counts as unreachable.
+_RETRIED_STATUS = {408, 409, 429}
 
 
 class OpenAICompatibleLLM:
-    """Chat completions over HTTP with retries (connection errors, 429, 5xx) and streaming."""
+    """Chat completions over HTTP (the `openai` SDK's `AsyncOpenAI`), plain or streamed."""
 
     def __init__(
         self,
@@ -32,17 +38,17 @@ class OpenAICompatibleLLM:
         *,
         timeout: float = 120.0,
         retries: int = 3,
-        backoff: float = 0.5,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.name = model
         self.timeout = timeout
         self.retries = retries
-        self.backoff = backoff
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client_args: dict[str, Any] = {"headers": headers, "timeout": timeout, "transport": transport}
+        self.api_key = api_key
+        # Never the SDK's defaults from OPENAI_* variables: they are for api.openai.com, not for this endpoint.
+        self._headers: dict[str, Any] = {"OpenAI-Organization": openai.Omit(), "OpenAI-Project": openai.Omit()}
+        if not api_key:
+            self._headers["Authorization"] = openai.Omit()
         self.format: str | None = None  # learned: which of FORMATS the endpoint accepts
 
     async def warm(self, prefix: Sequence[Message]) -> None:
@@ -60,9 +66,9 @@ class OpenAICompatibleLLM:
         formats = [None] if json_schema is None else ([self.format] if self.format else list(FORMATS))
         last_error: LLMError | None = None
         for fmt in formats:
-            body = self._body(messages, json_schema, fmt, max_tokens, temperature, stream=on_delta is not None)
+            body = self._body(messages, json_schema, fmt, max_tokens, temperature)
             try:
-                completion = await self._post(body, on_delta)
+                completion = await (self._plain(body) if on_delta is None else self._streamed(body, on_delta))
             except _Rejected as exc:
                 last_error = LLMError(f"{self.base_url} rejected the request: {exc}")
                 if fmt is None or fmt == "text":
@@ -80,10 +86,9 @@ class OpenAICompatibleLLM:
         fmt: str | None,
         max_tokens: int | None,
         temperature: float,
-        stream: bool,
     ) -> dict[str, Any]:
         payload = [m.model_dump() for m in messages]
-        body: dict[str, Any] = {"model": self.model, "messages": payload, "temperature": temperature, "stream": stream}
+        body: dict[str, Any] = {"model": self.model, "messages": payload, "temperature": temperature}
         if max_tokens:
             body["max_tokens"] = max_tokens
         if fmt == "json_schema":
@@ -101,106 +106,143 @@ class OpenAICompatibleLLM:
                 payload.insert(0, {"role": "system", "content": hint})
         return body
 
-    async def _post(self, body: dict[str, Any], on_delta: DeltaCallback | None) -> Completion:
-        url = f"{self.base_url}/chat/completions"
+    def _client(self) -> openai.AsyncOpenAI:
+        # A client per call, closed after it: an SDK client holds connections of the event loop it first ran in.
+        return openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=self.api_key or "unused",
+            timeout=self.timeout,
+            max_retries=self.retries,
+        )
+
+    async def _create(self, client: openai.AsyncOpenAI, body: dict[str, Any], **stream: Any) -> Any:
+        """The request, with the SDK's retries, all within `timeout`; SDK errors become LLMError or _Rejected."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await client.chat.completions.create(**body, **stream, extra_headers=self._headers)
+        except TimeoutError:
+            raise self._timed_out() from None
+        except openai.APIError as exc:
+            raise self._error(exc) from None
+
+    async def _plain(self, body: dict[str, Any]) -> Completion:
+        async with self._client() as client:
+            response = await self._create(client, body, stream=False)
+        try:
+            choice = response.choices[0]
+            text = choice.message.content or ""
+        except (AttributeError, IndexError, TypeError):
+            raise LLMError(f"unexpected reply from the LLM endpoint: {_dump(response)[:200]}") from None
+        return Completion(text=text, usage=_usage(response.usage), finish_reason=choice.finish_reason)
+
+    async def _streamed(self, body: dict[str, Any], on_delta: DeltaCallback) -> Completion:
+        options = {"stream": True, "stream_options": {"include_usage": True}}
         attempt = 0
         while True:
-            try:
-                async with httpx.AsyncClient(**self._client_args) as client:
-                    if on_delta is None:
-                        response = await client.post(url, json=body)
-                        self._check(response)
-                        return _completion(response.json())
-                    async with client.stream("POST", url, json=body) as response:
-                        if response.status_code >= 400:
-                            await response.aread()
-                        self._check(response)
-                        return await _read_stream(response, on_delta)
-            except _Retry as exc:
-                reason, wait = str(exc), exc.wait
-            except httpx.TimeoutException:
-                raise LLMError(f"the LLM at {self.base_url} did not answer within {self.timeout:g} s") from None
-            except httpx.TransportError as exc:
-                reason, wait = f"cannot connect ({type(exc).__name__}: {exc})", None
-            if attempt >= self.retries:
+            parts: list[str] = []
+            finish: str | None = None
+            usage = Usage()
+            broken: Exception | None = None
+            async with self._client() as client, await self._create(client, body, **options) as stream:
+                while True:
+                    try:
+                        chunk = await anext(stream)
+                    except StopAsyncIteration:
+                        break
+                    except Exception as exc:  # the SDK's errors or, in older SDKs, the HTTP library's
+                        broken = exc
+                        break
+                    if chunk.usage:
+                        usage = _usage(chunk.usage)
+                    for choice in chunk.choices or []:
+                        delta = choice.delta.content if choice.delta else None
+                        if delta:
+                            parts.append(delta)
+                            on_delta(delta)
+                        if choice.finish_reason:
+                            finish = choice.finish_reason
+            if broken is None:
+                break
+            # Deltas already delivered cannot be re-sent; with none delivered, asking again is safe.
+            if parts or attempt >= self.retries or not _is_transport_error(broken):
+                delivered = sum(map(len, parts))
                 raise LLMError(
-                    f"the LLM at {self.base_url} is unreachable: {reason}. "
-                    "Check HUGGINGGPT_LLM_BASE_URL and that the server is running."
-                )
+                    f"the stream from the LLM at {self.base_url} broke after {delivered} characters: "
+                    f"{self._reason(broken)}"
+                ) from None
             attempt += 1
-            await asyncio.sleep(
-                wait if wait is not None else self.backoff * 2 ** (attempt - 1) * (1 + random.random() / 4)
-            )
+            await asyncio.sleep(0.5 * attempt)
+        if not usage.completion_tokens:
+            usage.completion_tokens = len(parts)
+        return Completion(text="".join(parts), usage=usage, finish_reason=finish)
 
-    def _check(self, response: httpx.Response) -> None:
-        status = response.status_code
-        if status < 400:
-            return
-        detail = response.text[:300]
-        if status in _RETRY_STATUS:
-            retry_after = response.headers.get("retry-after")
-            wait = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None
-            raise _Retry(f"HTTP {status}: {detail}", min(wait, 30.0) if wait is not None else None)
+    def _timed_out(self) -> LLMError:
+        return LLMError(f"the LLM at {self.base_url} did not answer within {self.timeout:g} s")
+
+    def _reason(self, exc: BaseException) -> str:
+        if _is_timeout(exc):
+            return f"no data for {self.timeout:g} s"
+        cause = exc.__cause__ if isinstance(exc, openai.APIConnectionError) and exc.__cause__ else exc
+        return f"{type(cause).__name__}: {cause}"
+
+    def _error(self, exc: openai.APIError) -> Exception:
+        if isinstance(exc, openai.APITimeoutError):
+            return self._timed_out()
+        if isinstance(exc, openai.APIConnectionError):
+            return self._unreachable(f"cannot connect ({self._reason(exc)})")
+        if not isinstance(exc, openai.APIStatusError):
+            return LLMError(f"unexpected reply from the LLM endpoint: {exc}")
+        status = exc.status_code
+        detail = exc.response.text[:300]
+        if status in _RETRIED_STATUS or status >= 500:
+            return self._unreachable(f"HTTP {status}: {detail}")
         if status in (401, 403):
-            raise LLMError(
+            return LLMError(
                 f"the LLM at {self.base_url} refused the API key (HTTP {status}); set HUGGINGGPT_LLM_API_KEY"
             )
         if status == 404:
-            raise LLMError(
+            return LLMError(
                 f"{self.base_url}/chat/completions or model {self.model!r} not found (HTTP 404); "
                 "check HUGGINGGPT_LLM_BASE_URL (it usually ends in /v1) and HUGGINGGPT_LLM_MODEL"
             )
-        raise _Rejected(f"HTTP {status}: {detail}")
+        return _Rejected(f"HTTP {status}: {detail}")
 
-
-class _Retry(Exception):
-    def __init__(self, message: str, wait: float | None) -> None:
-        super().__init__(message)
-        self.wait = wait
+    def _unreachable(self, reason: str) -> LLMError:
+        return LLMError(
+            f"the LLM at {self.base_url} is unreachable: {reason}. "
+            "Check HUGGINGGPT_LLM_BASE_URL and that the server is running."
+        )
 
 
 class _Rejected(Exception):
     """A 4xx the endpoint may not give for a simpler request (e.g. an unsupported response_format)."""
 
 
-def _usage(data: dict[str, Any] | None) -> Usage:
-    data = data or {}
-    return Usage(prompt_tokens=data.get("prompt_tokens") or 0, completion_tokens=data.get("completion_tokens") or 0)
+def _is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, openai.APITimeoutError | TimeoutError) or "Timeout" in type(exc).__name__
 
 
-def _completion(data: dict[str, Any]) -> Completion:
+def _is_transport_error(exc: BaseException) -> bool:
+    """The connection failed (not a timeout, not an error the endpoint sent in the stream)."""
+    if _is_timeout(exc):
+        return False
+    if isinstance(exc, openai.APIConnectionError):
+        return True
+    # Older SDKs let the HTTP library's errors (httpx.TransportError and its subclasses) out of a stream.
+    return any(cls.__name__ == "TransportError" for cls in type(exc).__mro__)
+
+
+def _usage(usage: Any) -> Usage:
+    if usage is None:
+        return Usage()
+    return Usage(
+        prompt_tokens=getattr(usage, "prompt_tokens", None) or 0,
+        completion_tokens=getattr(usage, "completion_tokens", None) or 0,
+    )
+
+
+def _dump(response: Any) -> str:
     try:
-        choice = data["choices"][0]
-        text = choice["message"].get("content") or ""
-    except (KeyError, IndexError, TypeError, AttributeError):
-        raise LLMError(f"unexpected reply from the LLM endpoint: {json.dumps(data)[:200]}") from None
-    return Completion(text=text, usage=_usage(data.get("usage")), finish_reason=choice.get("finish_reason"))
-
-
-async def _read_stream(response: httpx.Response, on_delta: DeltaCallback) -> Completion:
-    parts: list[str] = []
-    finish: str | None = None
-    usage = Usage()
-    async for line in response.aiter_lines():
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
-            break
-        try:
-            chunk = json.loads(data)
-        except json.JSONDecodeError:
-            continue
-        if chunk.get("usage"):
-            usage = _usage(chunk["usage"])
-        for choice in chunk.get("choices") or []:
-            delta = (choice.get("delta") or {}).get("content")
-            if delta:
-                parts.append(delta)
-                on_delta(delta)
-            if choice.get("finish_reason"):
-                finish = choice["finish_reason"]
-    text = "".join(parts)
-    if not usage.completion_tokens:
-        usage.completion_tokens = len(parts)
-    return Completion(text=text, usage=usage, finish_reason=finish)
+        return json.dumps(response.model_dump(exclude_unset=True), default=str)
+    except Exception:
+        return repr(response)
