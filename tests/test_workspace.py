@@ -54,7 +54,7 @@ def test_outputs_get_unique_names_and_artifacts_record_hash(tmp_path):
     assert a != b and a.parent == b.parent == ws.root and a.suffix == ".png"
     assert a.name.startswith("0-object-detection-")
     a.write_bytes(b"pixels")
-    artifact = ws.artifact(a, "image")
+    artifact = ws.put(a, "image")
     assert artifact.sha256 == hashlib.sha256(b"pixels").hexdigest()
     assert artifact.media_type == "image/png" and artifact.size == 6
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
-import mimetypes
 import re
 import socket
 import uuid
@@ -15,37 +13,14 @@ from urllib.parse import urljoin, urlparse
 
 import httpx
 
+from .artifacts import LocalArtifacts, slug, suffix_for
+from .artifacts import media_type_of as media_type_of  # re-exported: callers import them from here
+from .artifacts import sha256_of as sha256_of
 from .errors import WorkspaceError
-from .types import Artifact, Modality
-
-_EXTENSIONS = {
-    "image/jpeg": ".jpg",
-    "image/png": ".png",
-    "audio/wav": ".wav",
-    "audio/x-wav": ".wav",
-    "audio/mpeg": ".mp3",
-}
 
 
 def new_request_id() -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-
-
-def media_type_of(path: Path) -> str:
-    guessed, _ = mimetypes.guess_type(path.name)
-    return guessed or "application/octet-stream"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:40] or "file"
 
 
 def is_url(value: str) -> bool:
@@ -55,11 +30,11 @@ def is_url(value: str) -> bool:
 READABLE_TEXT = frozenset({".txt", ".md", ".csv", ".json"})
 
 
-class Workspace:
-    """Where one request reads and writes files.
+class Workspace(LocalArtifacts):
+    """Where one request reads and writes files: its local artifact store, plus its inputs.
 
-    Inputs: a relative or absolute path must resolve (symlinks followed) inside one of `input_roots`.
-    Outputs: every artifact goes to `output_dir/<request id>/` under a unique name.
+    Inputs: a relative or absolute path must resolve (symlinks followed) inside one of `input_roots`; a URL is
+    fetched into the request's folder. Outputs: every artifact goes to `output_dir/<request id>/` under a unique name.
     """
 
     def __init__(
@@ -74,8 +49,8 @@ class Workspace:
     ) -> None:
         self.request_id = request_id or new_request_id()
         self.output_dir = Path(output_dir)
-        self.root = self.output_dir / self.request_id
         self.input_roots = [Path(r) for r in input_roots]
+        super().__init__(self.output_dir / self.request_id, readable=self.input_roots)
         self.max_download_bytes = max_download_bytes
         self.allow_private_urls = allow_private_urls
         self.max_text_bytes = max_text_bytes
@@ -129,22 +104,6 @@ class Workspace:
             raise WorkspaceError(f"{path.name} is empty")
         return text
 
-    def new_path(self, task_id: int, task: str, suffix: str) -> Path:
-        """A fresh path for an output of `task`, e.g. outputs/<request>/0-object-detection-1a2b3c.png."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        suffix = suffix if suffix.startswith(".") else f".{suffix}"
-        return self.root / f"{task_id}-{_slug(task)}-{uuid.uuid4().hex[:6]}{suffix}"
-
-    def artifact(self, path: Path, modality: Modality, media_type: str | None = None) -> Artifact:
-        path = Path(path)
-        return Artifact(
-            path=str(path),
-            media_type=media_type or media_type_of(path),
-            sha256=sha256_of(path),
-            modality=modality,
-            size=path.stat().st_size,
-        )
-
     async def fetch(self, url: str) -> Path:
         """Download a URL argument into the workspace, refusing private addresses and oversized bodies."""
         target = self.root / "inputs"
@@ -172,9 +131,9 @@ class Workspace:
             else:
                 raise WorkspaceError(f"{url} redirects too many times")
         name = Path(urlparse(url).path).name or "download"
-        suffix = Path(name).suffix or _EXTENSIONS.get(content_type, "")
+        suffix = Path(name).suffix or suffix_for(content_type)
         target.mkdir(parents=True, exist_ok=True)
-        path = target / f"{uuid.uuid4().hex[:6]}-{_slug(Path(name).stem)}{suffix}"
+        path = target / f"{uuid.uuid4().hex[:6]}-{slug(Path(name).stem)}{suffix}"
         path.write_bytes(bytes(body))
         return path
 

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from ..artifacts import ArtifactStore
+from ..errors import ExpertError
 from ..types import Artifact, Modality, ModelCard, OutputValue
-from ..workspace import Workspace
 
 Outputs = dict[str, OutputValue]
 
 
 @dataclass
 class ExpertContext:
-    """What an expert may use besides its arguments: where to write its files, and which task it serves."""
+    """What an expert may use besides its arguments: where to write its files (the request's artifact store, a
+    `Workspace` here), and which task it serves."""
 
-    workspace: Workspace
+    workspace: ArtifactStore
     task_id: int
     task: str
 
@@ -26,7 +30,7 @@ class ExpertContext:
         return self.workspace.new_path(self.task_id, self.task, suffix)
 
     def artifact(self, path: Path, modality: Modality, media_type: str | None = None) -> Artifact:
-        return self.workspace.artifact(path, modality, media_type)
+        return self.workspace.put(Path(path), modality, media_type)
 
 
 @runtime_checkable
@@ -79,10 +83,35 @@ class LocalExpert:
             self.load()
             self._loaded = True
 
-    def _call(self, args: dict[str, str], ctx: ExpertContext) -> Outputs:
-        with self._lock:
+    def _call(self, args: dict[str, str], ctx: ExpertContext, abandoned: threading.Event) -> Outputs:
+        with held(self._lock, abandoned):
             self._ensure_loaded()
             return self.predict(args, ctx)
 
     async def run(self, args: dict[str, str], ctx: ExpertContext) -> Outputs:
-        return await asyncio.to_thread(self._call, args, ctx)
+        abandoned = threading.Event()
+        try:
+            return await asyncio.to_thread(self._call, args, ctx, abandoned)
+        finally:
+            abandoned.set()  # the caller stopped waiting (a timeout, a cancelled run): a call still queued leaves
+
+
+_WAKE_S = 0.1
+
+
+@contextmanager
+def held(lock: threading.Lock, abandoned: threading.Event) -> Iterator[None]:
+    """Hold a model's lock for one call, unless its caller gives up first. A running thread cannot be stopped, so a
+    model that hangs past its timeout keeps its lock; the calls queued behind it leave once their callers stop
+    waiting (freeing their worker threads) and never run later for a request that is gone."""
+    while not abandoned.is_set():
+        if lock.acquire(timeout=_WAKE_S):
+            if not abandoned.is_set():
+                break
+            lock.release()
+    else:
+        raise ExpertError("the call was given up while it waited for its model")
+    try:
+        yield
+    finally:
+        lock.release()

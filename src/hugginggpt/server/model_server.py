@@ -27,6 +27,7 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 
+from ..artifacts import LocalArtifacts
 from ..config import Settings
 from ..errors import HuggingGPTError
 from ..experts.pool import ModelPool
@@ -34,7 +35,6 @@ from ..experts.protocol import Expert, ExpertContext, LocalExpert
 from ..experts.registry import ExpertRegistry, RoutedExpert, Router
 from ..experts.transformers import TransformersBackend, TransformersExpert
 from ..types import Artifact, ModelCard, arg_modality
-from ..workspace import Workspace
 
 _REQUEST = re.compile(r"^[0-9a-f]{32}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
@@ -200,8 +200,8 @@ def create_app(host: ModelHost) -> FastAPI:
         try:
             task, args = await _read_call(request, folder / "inputs", host.max_upload_bytes)
             expert = host.expert(model_id, task)
-            workspace = Workspace(host.root, [folder / "inputs"], request_id=request_id)
-            ctx = ExpertContext(workspace=workspace, task_id=0, task=expert.card.task)
+            store = LocalArtifacts(folder, readable=[folder / "inputs"])
+            ctx = ExpertContext(workspace=store, task_id=0, task=expert.card.task)
             started = time.perf_counter()
             async with host.lock(model_id):
                 outputs = await expert.run(args, ctx)
