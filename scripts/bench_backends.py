@@ -164,9 +164,9 @@ async def _server_run_seconds(url: str, card: ModelCard, args: dict[str, str], c
 def _embedded_cases() -> list[tuple[str, Any, dict[str, str]]]:
     """The embedded OCR and COCO detection experts on the demo images, where installed and set up."""
     from hugginggpt.config import Settings
-    from hugginggpt.setup.files import demo_inputs
     from hugginggpt.experts.embedded import embedded_experts
     from hugginggpt.experts.vision import vision_experts
+    from hugginggpt.setup.files import demo_inputs
 
     demo = demo_inputs()
     experts = {(e.card.task, e.card.id): e for e in [*embedded_experts(Settings()), *vision_experts(Settings())]}

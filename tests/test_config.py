@@ -42,3 +42,14 @@ def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("HUGGINGGPT_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_dir() == tmp_path / "xdg" / "hugginggpt"
+
+
+def test_the_settings_table_in_the_docs_is_the_one_generated_from_settings():
+    from pathlib import Path
+
+    from hugginggpt.config import Settings, settings_table
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    assert settings_table() in docs, "docs/configuration.md is stale: run python scripts/settings_table.py"
+    for name in Settings.model_fields:
+        assert f"`HUGGINGGPT_{name.upper()}`" in settings_table()

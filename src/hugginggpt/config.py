@@ -37,12 +37,19 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUGGINGGPT_", extra="ignore")
 
     # controller LLM
-    llm_base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1")
+    llm_base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible endpoint (OpenAI, Azure, vLLM, Ollama, llama.cpp server), "
+        "e.g. http://localhost:11434/v1; unset: the embedded LLM",
+    )
     llm_model: str = Field("default", description="model name sent to the endpoint")
-    llm_api_key: SecretStr | None = None
+    llm_api_key: SecretStr | None = Field(None, description="API key sent to the endpoint as a Bearer token")
     llm_timeout: float = Field(120.0, description="seconds to wait for one LLM reply")
     llm_retries: int = Field(3, description="retries on connection errors, 429 and 5xx")
-    llm_model_path: Path | None = Field(None, description="a GGUF file for the embedded backend")
+    llm_model_path: Path | None = Field(
+        None,
+        description="a GGUF file for the embedded backend (default: the bundled Qwen2.5-Coder-1.5B; CLI --model-path)",
+    )
     llm_threads: int | None = Field(None, description="CPU threads for the embedded backend (default: all cores)")
     llm_context: int = Field(8192, ge=1, description="context window of each slot of the embedded backend, in tokens")
     llm_slots: int = Field(
@@ -74,13 +81,16 @@ class Settings(BaseSettings):
     )
 
     # files
-    output_dir: Path = Path("outputs")
+    output_dir: Path = Field(Path("outputs"), description="where the CLI writes each request's results")
     max_download_bytes: int = Field(50_000_000, description="largest file fetched from a URL argument")
     max_text_bytes: int = Field(20_000, ge=1, description="largest text document (.txt .md .csv .json) read as input")
     allow_private_urls: bool = Field(False, description="let URL arguments reach loopback and private networks")
 
     # catalogue
-    catalog_snapshot: Path | None = Field(None, description="JSONL of Hub model metadata (default: the cached one)")
+    catalog_snapshot: Path | None = Field(
+        None,
+        description="JSONL of Hub model metadata (default: the cached one; `hugginggpt catalog refresh` writes one)",
+    )
 
     # expert backends for catalogue models: routing, transformers pipelines, HF Inference, model servers
     routing: Literal["local", "remote", "hybrid"] = Field(
@@ -135,3 +145,16 @@ class Settings(BaseSettings):
                 raise FileNotFoundError(f"config file {path} (from HUGGINGGPT_CONFIG) does not exist")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table (environment variable, default, what it does), for docs/configuration.md."""
+    rows = ["| environment variable | default | what it does |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = (
+            "—" if default in (None, [], {}) else f"`{str(default).lower() if isinstance(default, bool) else default}`"
+        )
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `HUGGINGGPT_{name.upper()}` | {shown} | {description} |")
+    return "\n".join(rows) + "\n"
