@@ -118,19 +118,18 @@ async def test_staged_makes_a_selection_call_per_task_and_ours_none(tmp_path):
 async def test_the_staged_poller_starts_a_task_only_once_its_dependency_is_done(tmp_path):
     from hugginggpt.eval.bench_modes import PollingScheduler, TimedExpert
     from hugginggpt.execution import LocalExecutor
-    from hugginggpt.types import Task
+    from hugginggpt.experts.registry import ExpertRegistry
+    from hugginggpt.types import Selection, Task
     from hugginggpt.workspace import Workspace
 
-    experts = {
-        "text-to-image": TimedExpert("text-to-image", "a", 0.05),
-        "image-to-text": TimedExpert("image-to-text", "b", 0),
-    }
+    experts = ExpertRegistry([TimedExpert("text-to-image", "a", 0.05), TimedExpert("image-to-text", "b", 0)])
+    models = {"text-to-image": "a", "image-to-text": "b"}
 
-    async def expert_for(task):
-        return experts[task.task]
+    async def choose(task):
+        return Selection(task_id=task.id, model_id=models[task.task], reason="", strategy="test")
 
     scheduler = PollingScheduler(
-        poll=0.01, executor=LocalExecutor(), workspace=Workspace(tmp_path, [tmp_path]), expert_for=expert_for
+        poll=0.01, executor=LocalExecutor(experts), workspace=Workspace(tmp_path, [tmp_path]), choose=choose
     )
     scheduler.add(Task(task="text-to-image", id=0, dep=[], args={"text": "a cat"}))
     scheduler.add(Task(task="image-to-text", id=1, dep=[0], args={"image": "<resource>-0"}))

@@ -1,28 +1,40 @@
 import asyncio
+import hashlib
+import pickle
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from helpers import ColourExpert, CrashExpert, DrawExpert, HangExpert, SleepExpert, write_png
-from hugginggpt.errors import ExpertError
+from helpers import ColourExpert, CrashExpert, DrawExpert, HangExpert, SleepExpert, card, write_png
 from hugginggpt.execution import LocalExecutor, Scheduler
-from hugginggpt.types import Task
+from hugginggpt.experts.protocol import LocalExpert
+from hugginggpt.experts.registry import ExpertRegistry
+from hugginggpt.jobs import Job, JobResult
+from hugginggpt.types import Artifact, Selection, Task
 from hugginggpt.workspace import Workspace
 
 
-def make_scheduler(tmp_path, experts, *, timeout=5.0, concurrency=4, events=None):
-    by_task = {e.card.task: e for e in experts}
+def first_expert(registry):
+    """A `choose` that picks the first expert of the task's type, or none (saying so)."""
 
-    async def expert_for(task):
-        if task.task not in by_task:
-            raise ExpertError(f"no available model for {task.task}")
-        return by_task[task.task]
+    async def choose(task):
+        card = next((c for c in registry.cards() if c.task == task.task), None)
+        if card is None:
+            return Selection(task_id=task.id, model_id=None, reason=f"no available model for {task.task}", strategy="")
+        return Selection(task_id=task.id, model_id=card.id, reason="", strategy="test", backend=card.backend)
 
+    return choose
+
+
+def make_scheduler(tmp_path, experts, *, timeout=5.0, concurrency=4, events=None, executor=None):
+    registry = ExpertRegistry(experts)
     inputs = tmp_path / "in"
     inputs.mkdir(exist_ok=True)
     return Scheduler(
-        executor=LocalExecutor(concurrency),
+        executor=executor or LocalExecutor(registry, concurrency),
         workspace=Workspace(tmp_path / "out", [inputs]),
-        expert_for=expert_for,
+        choose=first_expert(registry),
         emit=(events.append if events is not None else lambda e: None),
         timeout=timeout,
     )
@@ -192,3 +204,86 @@ async def test_a_bad_text_document_fails_its_task_with_the_reason(tmp_path, name
     scheduler.add(Task(id=0, task="summarization", args={"text": name}))
     (result,) = await scheduler.wait()
     assert result.status == "failed" and reason in result.error
+
+
+# --- jobs: plain data, whatever runs them ------------------------------------------------------------------------
+
+
+class Travelling:
+    """An executor whose jobs and results cross a boundary as a distributed one's would: each job goes as JSON to a
+    worker with experts of its own (the scheduler never sees them), and its result comes back as JSON."""
+
+    def __init__(self, experts):
+        self.worker = LocalExecutor(ExpertRegistry(experts))
+        self.jobs: list[Job] = []
+
+    async def run(self, job, store):
+        sent = Job.model_validate_json(job.model_dump_json())
+        assert sent == job and pickle.loads(pickle.dumps(job)) == job
+        self.jobs.append(sent)
+        result = await self.worker.run(sent, store)
+        return JobResult.model_validate_json(result.model_dump_json())
+
+
+async def test_jobs_carry_files_as_references_and_results_come_back_as_data(tmp_path):
+    travelling = Travelling([DrawExpert(), ColourExpert()])
+    scheduler = make_scheduler(tmp_path, [DrawExpert(), ColourExpert()], executor=travelling)
+    photo = write_png(tmp_path / "in" / "blue.png", "blue")
+    scheduler.add(Task(id=0, task="text-to-image", args={"text": "a red square"}))
+    scheduler.add(Task(id=1, task="image-classification", dep=[0], args={"image": "<resource>-0"}))
+    scheduler.add(Task(id=2, task="image-classification", args={"image": "blue.png"}))
+    draw, classify, given = await scheduler.wait()
+    assert [r.status for r in (draw, classify, given)] == ["ok", "ok", "ok"]
+    jobs = {job.task_id: job for job in travelling.jobs}
+    assert jobs[0].args == {"text": "a red square"} and (jobs[0].model_id, jobs[0].backend) == ("test/draw", "embedded")
+    assert jobs[0].timeout == 5.0
+    assert jobs[1].args["image"] == draw.outputs["image"]  # the dependency's output, as its reference
+    ref = jobs[2].args["image"]
+    assert isinstance(ref, Artifact) and ref.modality == "image" and ref.media_type == "image/png"
+    assert ref.sha256 == hashlib.sha256(photo.read_bytes()).hexdigest() and ref.path == str(photo.resolve())
+    assert isinstance(draw.outputs["image"], Artifact) and classify.outputs["json"]["size"] == [160, 80]
+    assert given.outputs["text"] == "blue" and given.args == {"image": str(photo.resolve())}  # recorded as a path
+
+
+async def test_the_executor_says_when_no_backend_can_run_the_chosen_model(tmp_path):
+    async def choose(task):
+        return Selection(task_id=task.id, model_id="gone/model", reason="", strategy="test")
+
+    scheduler = make_scheduler(tmp_path, [])
+    scheduler.choose = choose
+    scheduler.add(Task(id=0, task="summarization", args={"text": "x"}))
+    (result,) = await scheduler.wait()
+    assert result.status == "failed" and result.model_id == "gone/model"
+    assert result.error == "model gone/model is in the catalogue but no backend can run it"
+
+
+class _Stuck(LocalExpert):
+    """A model that hangs in `predict` until released; counts the calls that reached it."""
+
+    def __init__(self) -> None:
+        super().__init__(card("summarization", "test/stuck"))
+        self.release = threading.Event()
+        self.calls = 0
+
+    def predict(self, args, ctx):
+        self.calls += 1
+        self.release.wait(10)
+        return {"text": "late"}
+
+
+async def test_calls_queued_behind_a_hung_model_leave_when_their_callers_give_up(tmp_path):
+    # a hung model's thread cannot be stopped and keeps its lock; what waits behind it must not pile up
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=2))
+    stuck = _Stuck()
+    scheduler = make_scheduler(tmp_path, [stuck], timeout=0.2)
+    try:
+        scheduler.add(Task(id=0, task="summarization", args={"text": "x"}))
+        scheduler.add(Task(id=1, task="summarization", args={"text": "y"}))
+        results = await scheduler.wait()
+        assert [r.status for r in results] == ["timeout", "timeout"]
+        # the hung call holds one of the two worker threads; the call queued behind it gave its thread back
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 2) == "free"
+    finally:
+        stuck.release.set()
+    await asyncio.sleep(0.3)
+    assert stuck.calls == 1  # the queued call never ran later, for a task that had timed out

@@ -174,6 +174,19 @@ async def test_an_expert_already_registered_for_a_card_runs_first(remote, ctx) -
     assert await expert.run({"text": "a long text"}, ctx) == {"text": "a short summary"}
 
 
+async def test_find_runs_the_model_on_the_backend_selection_chose_first(local, remote, hub, ctx) -> None:
+    registry, cards = routed("hybrid", local, remote, cards=[classify("tiny/bert-sentiment")])
+    assert cards["tiny/bert-sentiment"].backend == "transformers"
+    here = registry.find("text-classification", "tiny/bert-sentiment", "transformers")
+    assert here is registry.get("text-classification", "tiny/bert-sentiment")  # already in that order
+    assert (await here.run({"text": "good"}, ctx))["json"]["labels"][0]["score"] == 0.9975 and hub[0].requests == []
+    there = registry.find("text-classification", "tiny/bert-sentiment", "inference")
+    assert [backend.name for backend, _ in there.chain] == ["inference", "transformers"]
+    assert (await there.run({"text": "good"}, ctx))["text"] == "POSITIVE (0.90)"
+    with pytest.raises(ExpertError, match="model nobody/model is in the catalogue but no backend can run it"):
+        registry.find("text-classification", "nobody/model", "transformers")
+
+
 # snapshot cards -----------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,10 @@
-"""Stage 3: run the task graph. A task starts the moment its last dependency finishes; results flow by modality."""
+"""Stage 3: run the task graph. A task starts the moment its last dependency finishes; results flow by modality.
+
+The scheduler decides when a task runs and with what: it waits for the task's dependencies and its selection, then
+builds a `Job` (plain data: the chosen model, arguments with placeholders substituted, files as artifact references)
+and hands it to an `Executor` with the request's artifact store. The executor finds the expert and its model (loading
+and keeping models is its business) and runs it: here in this process, or, for another executor, elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -7,43 +13,53 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Protocol
 
-from .errors import HuggingGPTError
-from .experts.protocol import Expert, ExpertContext, Outputs
+from .artifacts import ArtifactStore
+from .errors import ExpertError, HuggingGPTError
+from .experts.protocol import ExpertContext
+from .experts.registry import ExpertRegistry
+from .jobs import Job, JobResult
 from .planning.references import file_kind, references
-from .types import Artifact, Event, Task, TaskResult, arg_modality
+from .types import Artifact, Event, Selection, Task, TaskResult, arg_modality
 from .workspace import Workspace, is_url
 
 _MEDIA = ("image", "audio", "video")
 
 EmitEvent = Callable[[Event], None]
-ExpertFor = Callable[[Task], Awaitable[Expert]]
+Choose = Callable[[Task], Awaitable[Selection]]
 
 
 class Executor(Protocol):
-    """Runs one expert call. The local executor bounds concurrency; a distributed one may run it elsewhere."""
+    """Runs one job. Its media arguments are references `store` can open; the artifacts of its result must be too."""
 
-    async def run(self, expert: Expert, args: dict[str, str], ctx: ExpertContext) -> Outputs: ...
+    async def run(self, job: Job, store: ArtifactStore) -> JobResult: ...
 
 
 class LocalExecutor:
-    """Runs experts in this process, at most `max_concurrency` at once."""
+    """Runs jobs in this process, at most `max_concurrency` at once, on the experts of `experts` (found by task,
+    model and backend; each loads its model on first use and keeps it)."""
 
-    def __init__(self, max_concurrency: int = 4) -> None:
+    def __init__(self, experts: ExpertRegistry, max_concurrency: int = 4) -> None:
+        self.experts = experts
         self._slots = asyncio.Semaphore(max_concurrency)
 
-    async def run(self, expert: Expert, args: dict[str, str], ctx: ExpertContext) -> Outputs:
+    async def run(self, job: Job, store: ArtifactStore) -> JobResult:
+        expert = self.experts.find(job.task, job.model_id, job.backend)
+        args = {key: str(store.open(v)) if isinstance(v, Artifact) else v for key, v in job.args.items()}
+        ctx = ExpertContext(workspace=store, task_id=job.task_id, task=job.task)
         async with self._slots:
-            return await expert.run(args, ctx)
+            outputs = await expert.run(args, ctx)
+        return JobResult(task_id=job.task_id, outputs=outputs if isinstance(outputs, dict) else {})
 
 
 class TaskFailed(HuggingGPTError):
     """A task could not run; the message is shown as the task's error."""
 
 
-async def resolve_args(task: Task, results: dict[int, TaskResult], workspace: Workspace) -> dict[str, str]:
-    """Substitute `<resource>-N` with task N's output of the argument's modality; confine and fetch input files;
-    a text argument that is just the name (or URL) of a text document gets the document's content."""
-    resolved: dict[str, str] = {}
+async def resolve_args(task: Task, results: dict[int, TaskResult], workspace: Workspace) -> dict[str, str | Artifact]:
+    """Substitute `<resource>-N` with task N's output of the argument's modality; a media argument becomes the
+    reference of its file (an input is confined to the input folders, a URL fetched first); a text argument that is
+    just the name (or URL) of a text document gets the document's content."""
+    resolved: dict[str, str | Artifact] = {}
     for key, value in task.args.items():
         modality = arg_modality(key)
         refs = references(value)
@@ -55,11 +71,10 @@ async def resolve_args(task: Task, results: dict[int, TaskResult], workspace: Wo
                 if not isinstance(output, Artifact):
                     have = ", ".join(results[refs[0]].outputs) or "nothing"
                     raise TaskFailed(f"task {refs[0]} produced no {modality} for {key!r} (it produced {have})")
-                resolved[key] = output.path
-            elif is_url(value):
-                resolved[key] = str(await workspace.fetch(value.strip()))
+                resolved[key] = output
             else:
-                resolved[key] = str(workspace.resolve_input(value))
+                path = await workspace.fetch(value.strip()) if is_url(value) else workspace.resolve_input(value)
+                resolved[key] = await asyncio.to_thread(workspace.put, path, modality)  # type: ignore[arg-type]
         elif modality == "text" and not refs and file_kind(value.strip().strip("'\"")) == "text":
             # a text argument that names a document means its content
             name = value.strip().strip("'\"")
@@ -80,7 +95,8 @@ async def resolve_args(task: Task, results: dict[int, TaskResult], workspace: Wo
 
 
 class Scheduler:
-    """Runs tasks as they are added. Each waits on its dependencies' futures (no polling), then on its expert.
+    """Runs tasks as they are added. Each waits on its dependencies' futures (no polling) and on `choose` (its
+    selection), then runs as a job on the executor, within `timeout` seconds.
 
     A failed, timed-out or skipped dependency makes the task `skipped` with the reason. Call `close()` when no
     more tasks will come, then `await wait()`.
@@ -91,13 +107,13 @@ class Scheduler:
         *,
         executor: Executor,
         workspace: Workspace,
-        expert_for: ExpertFor,
+        choose: Choose,
         emit: EmitEvent = lambda event: None,
         timeout: float = 300.0,
     ) -> None:
         self.executor = executor
         self.workspace = workspace
-        self.expert_for = expert_for
+        self.choose = choose
         self.emit = emit
         self.timeout = timeout
         self.results: dict[int, TaskResult] = {}
@@ -156,14 +172,23 @@ class Scheduler:
 
     async def _execute(self, task: Task, result: TaskResult) -> None:
         try:
-            expert = await self.expert_for(task)
-            result.model_id = expert.card.id
+            selection = await self.choose(task)
+            if selection.model_id is None:
+                raise ExpertError(selection.reason)
+            result.model_id = selection.model_id
             args = await resolve_args(task, self.results, self.workspace)
-            result.args = args
+            job = Job(
+                task_id=task.id,
+                task=task.task,
+                model_id=selection.model_id,
+                backend=selection.backend,
+                args=args,
+                timeout=self.timeout,
+            )
+            result.args = job.shown_args()
             result.started_at = datetime.now()  # after its selection and inputs: the expert's own time
-            self.emit(Event(type="task.start", data={"task_id": task.id, "task": task.task, "model": expert.card.id}))
-            ctx = ExpertContext(workspace=self.workspace, task_id=task.id, task=task.task)
-            outputs = await asyncio.wait_for(self.executor.run(expert, args, ctx), self.timeout)
+            self.emit(Event(type="task.start", data={"task_id": task.id, "task": task.task, "model": job.model_id}))
+            done = await asyncio.wait_for(self.executor.run(job, self.workspace), self.timeout)
         except TimeoutError:
             self._finish(result, "timeout", f"{result.model_id} took longer than {self.timeout:g} s")
             return
@@ -173,10 +198,10 @@ class Scheduler:
         except Exception as exc:  # an expert may raise anything; the run goes on and says what happened
             self._finish(result, "failed", f"{type(exc).__name__}: {exc}")
             return
-        if not isinstance(outputs, dict) or not outputs:
+        if not done.outputs:
             self._finish(result, "failed", f"{result.model_id} returned no outputs")
             return
-        result.outputs = outputs
+        result.outputs = done.outputs
         self._finish(result, "ok", None)
 
     def _finish(self, result: TaskResult, status: str, error: str | None) -> None:

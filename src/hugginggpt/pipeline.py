@@ -12,9 +12,8 @@ from . import followup
 from .account import render_account, split_answer
 from .catalog import ModelCatalog
 from .config import Settings
-from .errors import ExpertError, HuggingGPTError, PlanError
+from .errors import HuggingGPTError, PlanError
 from .execution import Executor, LocalExecutor, Scheduler
-from .experts.protocol import Expert
 from .experts.registry import ExpertRegistry
 from .facts import task_facts
 from .grounding import CheckedStream, Grounds
@@ -73,7 +72,7 @@ class HuggingGPT:
         self.experts = experts
         self.settings = settings or Settings()
         self.catalog = catalog or ModelCatalog(experts.cards())
-        self.executor = executor or LocalExecutor(self.settings.max_concurrency)
+        self.executor = executor or LocalExecutor(experts, self.settings.max_concurrency)
         # the full table: a request is planned as asked, and a task no installed model serves fails saying so
         self.task_types = task_types or TaskTable(DEFAULT_TASK_TYPES)
         self.planner = Planner(llm, self.task_types, history_tokens=self.settings.history_tokens)
@@ -337,7 +336,7 @@ class _Attempt:
         self.scheduler = Scheduler(
             executor=gpt.executor,
             workspace=workspace,
-            expert_for=self.expert_for,
+            choose=self.selection,
             emit=emit,
             timeout=gpt.settings.task_timeout,
         )
@@ -352,14 +351,8 @@ class _Attempt:
         self._selections[task.id] = future
         self.scheduler.add(task)
 
-    async def expert_for(self, task: Task) -> Expert:
-        selection = await self._selections[task.id]
-        if selection.model_id is None:
-            raise ExpertError(selection.reason)
-        expert = self.gpt.experts.get(task.task, selection.model_id)
-        if expert is None:
-            raise ExpertError(f"model {selection.model_id} is in the catalogue but no backend can run it")
-        return expert
+    async def selection(self, task: Task) -> Selection:
+        return await self._selections[task.id]
 
     async def cancel(self) -> None:
         self.selector.cancel()

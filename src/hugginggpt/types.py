@@ -91,7 +91,9 @@ class Selection(BaseModel):
 
 
 class Artifact(BaseModel):
-    """A file an expert produced (or an input it was given), inside the request's workspace."""
+    """A file an expert produced (or an input it was given): a reference into the request's artifact store, plain
+    data that travels with jobs and results. `sha256` addresses the content; `path` is where the file lies on the
+    machine that put it."""
 
     path: str
     media_type: str

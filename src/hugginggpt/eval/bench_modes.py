@@ -31,7 +31,6 @@ from pydantic import BaseModel
 
 from ..catalog import ModelCatalog
 from ..config import Settings
-from ..errors import ExpertError
 from ..execution import LocalExecutor, Scheduler
 from ..experts.llm import llm_experts
 from ..experts.protocol import Expert, ExpertContext, Outputs
@@ -357,21 +356,12 @@ async def run_staged(
     selector = PerTaskSelector(catalog, llm, request, strategy="llm")
     first: list[float] = []
 
-    async def expert_for(task: Task) -> Expert:
-        selection = await selector.select(task)
-        if selection.model_id is None:
-            raise ExpertError(selection.reason)
-        expert = experts.get(task.task, selection.model_id)
-        if expert is None:
-            raise ExpertError(f"no expert {selection.model_id}")
-        return expert
-
     def emit(event: Any) -> None:
         if event.type == "task.start" and not first:
             first.append(time.perf_counter() - start)
 
     scheduler = PollingScheduler(
-        poll=poll, executor=LocalExecutor(), workspace=workspace, expert_for=expert_for, emit=emit
+        poll=poll, executor=LocalExecutor(experts), workspace=workspace, choose=selector.select, emit=emit
     )
     for task in plan.tasks:
         scheduler.add(task)

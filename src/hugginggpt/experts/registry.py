@@ -28,6 +28,16 @@ class ExpertRegistry:
     def get(self, task: str, model_id: str) -> Expert | None:
         return self._experts.get((task, model_id))
 
+    def find(self, task: str, model_id: str, backend: str | None = None) -> Expert:
+        """The expert that runs `model_id` for `task`, its routes on `backend` (where selection found it runnable)
+        tried first; ExpertError when there is none. Experts load their models lazily and keep them."""
+        expert = self.get(task, model_id)
+        if expert is None:
+            raise ExpertError(f"model {model_id} is in the catalogue but no backend can run it")
+        if backend is not None and isinstance(expert, RoutedExpert):
+            return expert.starting_at(backend)
+        return expert
+
     def cards(self) -> list[ModelCard]:
         return [expert.card for expert in self._experts.values()]
 
@@ -80,10 +90,16 @@ class RoutedExpert:
         self.card = card
         self.chain = list(chain)
 
+    def starting_at(self, backend: str) -> RoutedExpert:
+        """The same routes, those on `backend` first and the others after them, in order."""
+        on = [link for link in self.chain if _name(link) == backend]
+        order = on + [link for link in self.chain if _name(link) != backend]
+        return self if order == self.chain else RoutedExpert(self.card, order)
+
     async def run(self, args: dict[str, str], ctx: ExpertContext) -> Outputs:
         problems = []
         for backend, expert in self.chain:
-            name = backend.name if backend is not None else expert.card.backend
+            name = _name((backend, expert))
             if backend is not None:
                 reason = await asyncio.to_thread(backend.why_not, self.card)
                 if reason is not None:
@@ -94,6 +110,11 @@ class RoutedExpert:
             except Exception as exc:  # any backend failure moves on to the next one; all failing is reported
                 problems.append(f"{name}: {exc}")
         raise ExpertError(f"{self.card.id} could not run ({'; '.join(problems) or 'no backend'})")
+
+
+def _name(link: tuple[ExpertBackend | None, Expert]) -> str:
+    backend, expert = link
+    return backend.name if backend is not None else expert.card.backend
 
 
 class Router:
