@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
@@ -22,7 +25,6 @@ from .deps import (
     owned_conversation,
     owned_file,
     set_body_limit,
-    sse,
     start_run,
 )
 from .files import INLINE_TYPES, new_id, public_file
@@ -33,10 +35,25 @@ router = APIRouter()
 
 # Multipart headers and boundaries around the file itself.
 _MULTIPART_SLACK = 64 * 1024
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-# An SSE comment sent when a run has been quiet this long, so proxies keep the connection open.
+# Every this many seconds an SSE stream sends the comment `: keep-alive`, so proxies keep the connection open.
 KEEPALIVE_SECONDS = 15.0
-KEEPALIVE = ": keep-alive\n\n"
+
+
+def event_stream(events: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
+    """An SSE response (sse-starlette): frames end in LF, as the web page's reader expects; keep-alive comments;
+    a client hanging up cancels the generator (its `finally` runs)."""
+    return EventSourceResponse(
+        events,
+        sep="\n",
+        ping=KEEPALIVE_SECONDS,
+        ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep="\n"),
+    )
+
+
+def sse_frame(data: Any, *, event: str | None = None, event_id: int | None = None) -> ServerSentEvent:
+    """One frame: `data` as is when a string, else as JSON (non-ASCII kept)."""
+    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    return ServerSentEvent(payload, event=event, id=None if event_id is None else str(event_id), sep="\n")
 
 
 class NewConversation(BaseModel):
@@ -211,14 +228,14 @@ async def file_content(file_id: str, svc: ServicesDep, who: PrincipalDep) -> Fil
 
 
 @router.post("/v1/runs")
-async def create_run(body: RunRequest, svc: ServicesDep, who: PrincipalDep) -> StreamingResponse:
+async def create_run(body: RunRequest, svc: ServicesDep, who: PrincipalDep) -> EventSourceResponse:
     """Start a run and stream its events as SSE (`event: <type>`, `id: <seq>`, `data: <json>`). Hanging up cancels
     the run; other clients can follow it at `GET /v1/runs/{id}/events` without that power."""
     check_capacity(svc, who)
     conversation = await conversation_for(svc, who, body.conversation_id)
     request = await attach(svc, who, conversation.id, body.message, body.files)
     run = await start_run(svc, who, conversation.id, request)
-    return StreamingResponse(_events(run, owner=True), media_type="text/event-stream", headers=SSE_HEADERS)
+    return event_stream(_events(run, owner=True))
 
 
 @router.get("/v1/runs/{run_id}")
@@ -239,17 +256,17 @@ async def run_events(
     who: PrincipalDep,
     after: Annotated[int, Query(ge=-1, description="resume after this event id")] = -1,
     last_event_id: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
+) -> EventSourceResponse:
     """The run's events as SSE: everything so far, then live ones until it ends (a finished run is replayed)."""
     if last_event_id is not None and last_event_id.strip().isdigit():
         after = max(after, int(last_event_id))
     live = svc.runs.live(run_id, who.key_id)
     if live is not None:
-        return StreamingResponse(_events(live, after=after), media_type="text/event-stream", headers=SSE_HEADERS)
+        return event_stream(_events(live, after=after))
     row = await svc.store.run(run_id, who.key_id)
     if row is None:
         raise not_found(f"run {run_id!r}")
-    return StreamingResponse(_replay(row.events or [], after), media_type="text/event-stream", headers=SSE_HEADERS)
+    return event_stream(_replay(row.events or [], after))
 
 
 @router.delete("/v1/runs/{run_id}")
@@ -265,19 +282,17 @@ async def cancel_run(run_id: str, svc: ServicesDep, who: PrincipalDep) -> dict:
     return run_view(row)
 
 
-async def _events(run: Run, *, after: int = -1, owner: bool = False):
+async def _events(run: Run, *, after: int = -1, owner: bool = False) -> AsyncIterator[ServerSentEvent]:
     try:
-        async for event in run.follow(after, idle=KEEPALIVE_SECONDS):
-            if event is None:
-                yield KEEPALIVE
-            else:
-                yield sse(event["data"], event=event["type"], event_id=event["seq"])
+        async for event in run.follow(after):
+            if event is not None:
+                yield sse_frame(event["data"], event=event["type"], event_id=event["seq"])
     finally:
         if owner and not run.finished.is_set():
             run.cancel()
 
 
-async def _replay(events: list[dict[str, Any]], after: int):
+async def _replay(events: list[dict[str, Any]], after: int) -> AsyncIterator[ServerSentEvent]:
     for event in events:
         if event["seq"] > after:
-            yield sse(event["data"], event=event["type"], event_id=event["seq"])
+            yield sse_frame(event["data"], event=event["type"], event_id=event["seq"])

@@ -15,13 +15,14 @@ import binascii
 import io
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import ServerSentEvent
 
-from .api import KEEPALIVE, KEEPALIVE_SECONDS, SSE_HEADERS
+from .api import event_stream, sse_frame
 from .deps import (
     ApiError,
     PrincipalDep,
@@ -32,7 +33,6 @@ from .deps import (
     conversation_for,
     finish_or_cancel,
     owned_file,
-    sse,
     start_run,
 )
 from .runs import Run
@@ -121,7 +121,7 @@ async def chat_completions(body: ChatRequest, request: Request, svc: ServicesDep
     created = int(time.time())
     if body.stream:
         usage = bool((body.stream_options or {}).get("include_usage"))
-        return StreamingResponse(_chunks(run, created, usage), media_type="text/event-stream", headers=SSE_HEADERS)
+        return event_stream(_chunks(run, created, usage))
     if not await finish_or_cancel(request, run):
         return Response(status_code=499)
     if run.answer is None:
@@ -194,27 +194,25 @@ def _chunk(run: Run, created: int, delta: dict[str, Any], finish: str | None = N
     }
 
 
-async def _chunks(run: Run, created: int, include_usage: bool):
+async def _chunks(run: Run, created: int, include_usage: bool) -> AsyncIterator[ServerSentEvent]:
     """SSE chunks: the role (with the run and conversation ids), answer deltas, the finish with the structured run,
     optionally usage, then `[DONE]`. A failed run sends an `error` object instead. Hanging up cancels the run."""
     try:
         start = {"run_id": run.id, "conversation_id": run.conversation_id, "events_url": f"/v1/runs/{run.id}/events"}
-        yield sse(_chunk(run, created, {"role": "assistant", "content": ""}, hugginggpt=start))
-        async for event in run.follow(idle=KEEPALIVE_SECONDS):
-            if event is None:
-                yield KEEPALIVE
-            elif event["type"] == "answer.token" and event["data"].get("text"):
-                yield sse(_chunk(run, created, {"content": event["data"]["text"]}))
+        yield sse_frame(_chunk(run, created, {"role": "assistant", "content": ""}, hugginggpt=start))
+        async for event in run.follow():
+            if event is not None and event["type"] == "answer.token" and event["data"].get("text"):
+                yield sse_frame(_chunk(run, created, {"content": event["data"]["text"]}))
         if run.answer is None:
             error = {"message": f"the run failed: {run.error}", "type": "server_error", "code": "run_failed"}
-            yield sse({"error": error})
+            yield sse_frame({"error": error})
             return
-        yield sse(_chunk(run, created, {}, "stop", hugginggpt=structured_run(run)))
+        yield sse_frame(_chunk(run, created, {}, "stop", hugginggpt=structured_run(run)))
         if include_usage:
             usage_chunk = _chunk(run, created, {}, usage=_usage(run.answer))
             usage_chunk["choices"] = []
-            yield sse(usage_chunk)
-        yield sse("[DONE]")
+            yield sse_frame(usage_chunk)
+        yield sse_frame("[DONE]")
     finally:
         if not run.finished.is_set():
             run.cancel()
