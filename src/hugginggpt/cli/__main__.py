@@ -1,0 +1,5 @@
+"""`python -m hugginggpt.cli`: the command line."""
+
+from . import entrypoint
+
+entrypoint()

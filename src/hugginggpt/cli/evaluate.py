@@ -1,0 +1,94 @@
+"""The measurement commands: eval taskbench (plan F1 on TaskBench) and eval e2e (the end-to-end suite)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import HuggingGPTError
+from . import render
+from .base import eval_app, fail, settings_of
+from .render import err, out
+
+
+@eval_app.command("taskbench")
+def eval_taskbench(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Option(help="TaskBench label rows (JSONL), e.g. data_huggingface/data_sample.jsonl")],
+    tools: Annotated[Path | None, typer.Option(help="TaskBench tool_desc.json (default: beside --data)")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="only the first N rows")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as one JSON object")] = False,
+    save_predictions: Annotated[
+        Path | None, typer.Option(help='write {"id", "plan": [...] | null} per row (JSONL)')
+    ] = None,
+) -> None:
+    """Plan TaskBench requests with our planner and score node, edge, argument-type and -value F1 per split."""
+    from ..eval.runner import run_taskbench
+    from ..eval.runner import save_predictions as write_predictions
+    from ..llm import llm_from_settings
+    from ..planning import Planner
+
+    settings = settings_of(ctx)
+    try:
+        llm = llm_from_settings(settings)
+        report, predictions = asyncio.run(
+            run_taskbench(
+                lambda tb: Planner(llm, tb.table),
+                data,
+                tools,
+                limit=limit,
+                llm=getattr(llm, "name", type(llm).__name__),
+                on_prediction=render.show_prediction,
+            )
+        )
+    except HuggingGPTError as exc:
+        raise fail(str(exc)) from None
+    if save_predictions is not None:
+        write_predictions(predictions, save_predictions)
+    if as_json:
+        sys.stdout.write(report.model_dump_json() + "\n")
+        return
+    render.show_taskbench(report)
+
+
+@eval_app.command("e2e")
+def eval_e2e(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as one JSON object")] = False,
+    only: Annotated[str | None, typer.Option(help="only the cases of this kind, e.g. 'ocr' or 'vqa'")] = None,
+    matching: Annotated[str | None, typer.Option("-k", help="only the cases whose id or request contains this")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="at most N cases")] = None,
+    inputs_dir: Annotated[Path | None, typer.Option(help="build the inputs here (default: a temporary folder)")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="keep the outputs here (default: a temporary folder)")] = None,
+    results: Annotated[
+        Path | None,
+        typer.Option(help="append each case's result here as it ends (JSONL); cases already in it are not run again"),
+    ] = None,
+) -> None:
+    """Run the end-to-end suite (user requests on photos, drawn documents, espeak-ng speech and text files) and check
+    each answer as a person would: success per kind, failures with reasons, LLM calls and seconds per request."""
+    from ..eval.e2e import format_case, format_report, run_from_settings
+
+    settings = settings_of(ctx)
+    try:
+        report = run_from_settings(
+            settings,
+            only=only,
+            matching=matching,
+            limit=limit,
+            inputs_dir=inputs_dir,
+            output_dir=output_dir,
+            results=results,
+            on_case=lambda result: err.print(format_case(result), markup=False, highlight=False, soft_wrap=True),
+            progress=lambda message: err.print(f"[dim]{message}[/]", soft_wrap=True),
+        )
+    except HuggingGPTError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(report.model_dump_json() + "\n")
+        return
+    out.print(format_report(report), markup=False, soft_wrap=True)
