@@ -1,3 +1,4 @@
+import asyncio
 import json
 import subprocess
 import sys
@@ -8,6 +9,7 @@ from typer.testing import CliRunner
 from helpers import OpenAIServer, Reply, role_of
 from hugginggpt.account import split_answer
 from hugginggpt.cli import app
+from hugginggpt.pipeline import HuggingGPT
 from hugginggpt.tasks import PAPER_TASKS
 from parts import need
 
@@ -144,6 +146,22 @@ def test_chat_keeps_the_conversation(endpoint):
     assert result.stdout.count("Les chats dorment.") == 4  # per turn: the answer, and the account's result line
     planning = [b for b in endpoint.requests if role_of(b["messages"]) == "planning"]
     assert "Les chats dorment." in json.dumps(planning[1]["messages"])  # the second plan saw the first answer
+
+
+def test_chat_runs_every_turn_on_the_sessions_one_event_loop(endpoint, monkeypatch):
+    loops = []
+    stream = HuggingGPT.stream
+
+    async def recording(self, *args, **kwargs):
+        loops.append(asyncio.get_running_loop())
+        async for event in stream(self, *args, **kwargs):
+            yield event
+
+    monkeypatch.setattr(HuggingGPT, "stream", recording)
+    result = runner.invoke(app, ["chat"], input="summarise this\n\nand again\n")  # then end of input, as Ctrl-D
+    assert result.exit_code == 0, result.output
+    assert len(loops) == 2 and loops[0] is loops[1]
+    assert result.stdout.count("Les chats dorment.") == 4
 
 
 def test_console_script_runs_as_a_real_process(endpoint):

@@ -12,7 +12,7 @@ import typer
 
 from ..config import Settings
 from ..errors import HuggingGPTError
-from ..pipeline import Conversation
+from ..pipeline import Conversation, HuggingGPT
 from . import render
 from .base import app, fail, input_roots, pipeline, settings_of
 from .render import err
@@ -111,8 +111,16 @@ def chat(
     settings = settings_of(ctx, output_dir=output_dir)
     roots = input_roots(inputs)
     gpt = pipeline(settings)
-    conversation = Conversation()
     err.print("[dim]HuggingGPT chat. /exit or Ctrl-D to leave.[/]")
+    with asyncio.Runner() as loop:
+        chat_session(gpt, roots, loop)
+
+
+def chat_session(gpt: HuggingGPT, roots: list[Path], loop: asyncio.Runner) -> None:
+    """Read a request per line and run each turn on the session's one event loop, so what the pipeline keeps on
+    the loop (clients, locks) lasts across turns. The prompt is read outside the loop, so Ctrl-C there leaves the
+    chat at once, and Ctrl-C during a turn cancels it and ends the command, as an interrupted `run` does."""
+    conversation = Conversation()
     while True:
         try:
             request = input("you> ").strip()
@@ -124,7 +132,7 @@ def chat(
         if not request:
             continue
         try:
-            answer = asyncio.run(render.follow(gpt.stream(request, inputs=roots, conversation=conversation), show=True))
+            answer = loop.run(render.follow(gpt.stream(request, inputs=roots, conversation=conversation), show=True))
         except HuggingGPTError as exc:
             err.print(f"[red]error:[/] {exc}")
             continue
