@@ -181,6 +181,7 @@ def test_cli_prints_a_json_report_and_saves_predictions(data, endpoint, tmp_path
     assert report["samples"] == 2
     assert report["variants"]["taskbench"]["chain"]["edge_f1"] == 100.0
     assert report["prompt_tokens_per_sample"] == 150.0  # 100, and 200 for the plan plus its repair
+    assert report["generated_tokens_per_sample"] == 30.0  # 20, and 40
     assert len(out.read_text().splitlines()) == 2
 
 

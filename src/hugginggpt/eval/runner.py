@@ -32,6 +32,7 @@ class Prediction(BaseModel):
     seconds: float = 0.0
     llm_calls: int = 0
     prompt_tokens: int = 0
+    generated_tokens: int = 0
 
 
 class Report(BaseModel):
@@ -48,6 +49,7 @@ class Report(BaseModel):
     repaired: int = Field(description="plans that needed the repair call")
     seconds_per_sample: float
     prompt_tokens_per_sample: float
+    generated_tokens_per_sample: float = 0.0
     edges: str = EDGE_NOTE
     variants: dict[str, dict[str, Scores]]
 
@@ -78,6 +80,7 @@ async def predict(
             seconds=round(time.perf_counter() - start, 3),
             llm_calls=len(meter.calls),
             prompt_tokens=sum(c.prompt_tokens for c in meter.calls),
+            generated_tokens=sum(c.completion_tokens for c in meter.calls),
         )
         predictions.append(prediction)
         if on_prediction is not None:
@@ -129,6 +132,7 @@ def evaluate(
         repaired=sum(1 for p in chosen if p.llm_calls > 1 and p.plan is not None),
         seconds_per_sample=round(sum(p.seconds for p in chosen) / count, 2),
         prompt_tokens_per_sample=round(sum(p.prompt_tokens for p in chosen) / count, 1),
+        generated_tokens_per_sample=round(sum(p.generated_tokens for p in chosen) / count, 1),
         variants=variants,
     )
 
