@@ -49,6 +49,7 @@ class Planner:
         salvage: bool = True,
         typed: bool = True,
         steps: bool = True,
+        deps: bool = False,
     ) -> None:
         self.llm = llm
         self.table = table
@@ -61,11 +62,12 @@ class Planner:
         self.bank = bank.fit(table) if bank is not None else None
         self.retrieve = retrieve
         self.steps = steps
+        self.deps = deps
         shown = [*self.demos, *(self.bank.demos if self.bank is not None else [])]
         self.example_files = {
             v for d in shown for t in d["tasks"] for k, v in t["args"].items() if media_kind(v) is not None
         }
-        self.schema = plan_schema(table, max_tasks, typed=typed, steps=steps)
+        self.schema = plan_schema(table, max_tasks, typed=typed, steps=steps, deps=deps)
         # A repair fixes the plan it is shown: it may not give up and answer with no tasks at all.
         self.repair_schema = copy.deepcopy(self.schema)
         self.repair_schema["properties"]["tasks"]["minItems"] = 1
@@ -84,7 +86,7 @@ class Planner:
     def prefix(self) -> list[Message]:
         """The fixed start of every planning prompt `messages` builds: the system prompt and the fixed demos without
         a history (those with one, and retrieved demos, come later), the same for every request and history."""
-        system = render("planning.j2", task_types=list(self.table), steps=self.steps)
+        system = render("planning.j2", task_types=list(self.table), steps=self.steps, deps=self.deps)
         messages = [Message(role="system", content=system)]
         for demo in self.demos:
             if not demo.get("history"):
@@ -93,7 +95,7 @@ class Planner:
         return messages
 
     def messages(self, request: str, history: Sequence[Message] = ()) -> list[Message]:
-        system = render("planning.j2", task_types=list(self.table), steps=self.steps)
+        system = render("planning.j2", task_types=list(self.table), steps=self.steps, deps=self.deps)
         messages = [Message(role="system", content=system)]
         for demo in self.select_demos(request, history):
             for turn in demo.get("history", []):
@@ -105,10 +107,13 @@ class Planner:
         return messages
 
     def _shown(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Demo tasks as the model must write them: with `step` first when steps are on, without it otherwise."""
+        """Demo tasks as the model must write them: with `step` first when steps are on, with `dep` when deps are
+        on, without them otherwise."""
+        left_out = {"step"} | (set() if self.deps else {"dep"})
+        shown = [{k: v for k, v in t.items() if k not in left_out} for t in tasks]
         if not self.steps:
-            return [{k: v for k, v in t.items() if k != "step"} for t in tasks]
-        return [{"step": t.get("step", t["task"]), **{k: v for k, v in t.items() if k != "step"}} for t in tasks]
+            return shown
+        return [{"step": t.get("step", t["task"]), **rest} for t, rest in zip(tasks, shown, strict=True)]
 
     async def plan(
         self,
