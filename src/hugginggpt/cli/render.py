@@ -161,7 +161,7 @@ def print_server_bench(report: Any) -> None:
             f"{level.p50_ms:.1f}",
             f"{level.p95_ms:.1f}",
             f"{level.mean_ms:.1f}",
-            f"{level.throughput_rps:.2f}",
+            f"{level.throughput_rps:.3f}",
         )
     out.print(table)
     for name, value in report.ratios().items():

@@ -101,7 +101,8 @@ def _from_answer(mode: str, wall: float, answer: Answer) -> RealRun:
         llm_calls=answer.llm_calls + llm_tasks,
         generated_tokens=sum(call.completion_tokens for call in answer.llm_usage),
         llm_tasks=llm_tasks,
-        plan_s=sum(call.seconds for call in answer.llm_usage if call.stage == "planning"),
+        # planning as the run saw it: restoring the prompt cache and the planning call
+        plan_s=answer.timings.get("planning", 0.0),
         answer_s=sum(call.seconds for call in answer.llm_usage if call.stage == "response"),
         first_expert_s=answer.timings.get("first_task"),
         ok=answer.error is None and all(r.status == "ok" for r in answer.results),

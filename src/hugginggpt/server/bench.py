@@ -56,9 +56,10 @@ class BenchReport(BaseModel):
         for level in self.levels[1:]:
             out[f"p50 x{level.concurrency} / x{base.concurrency}"] = round(level.p50_ms / base.p50_ms, 2)
             out[f"p95 x{level.concurrency} / x{base.concurrency}"] = round(level.p95_ms / base.p95_ms, 2)
-            out[f"throughput x{level.concurrency} / x{base.concurrency}"] = round(
-                level.throughput_rps / base.throughput_rps, 2
-            )
+            if base.throughput_rps:
+                out[f"throughput x{level.concurrency} / x{base.concurrency}"] = round(
+                    level.throughput_rps / base.throughput_rps, 2
+                )
         return out
 
 
@@ -129,7 +130,7 @@ async def _level(
         p95_ms=round(_percentile(latencies, 95) * 1000, 1),
         mean_ms=round(statistics.fmean(latencies) * 1000, 1),
         wall_s=round(wall, 3),
-        throughput_rps=round(requests / wall, 1),
+        throughput_rps=round(requests / wall, 4),
     )
 
 
