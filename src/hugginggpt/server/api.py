@@ -285,8 +285,7 @@ async def cancel_run(run_id: str, svc: ServicesDep, who: PrincipalDep) -> dict:
 async def _events(run: Run, *, after: int = -1, owner: bool = False) -> AsyncIterator[ServerSentEvent]:
     try:
         async for event in run.follow(after):
-            if event is not None:
-                yield sse_frame(event["data"], event=event["type"], event_id=event["seq"])
+            yield sse_frame(event["data"], event=event["type"], event_id=event["seq"])
     finally:
         if owner and not run.finished.is_set():
             run.cancel()

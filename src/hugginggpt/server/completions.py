@@ -201,7 +201,7 @@ async def _chunks(run: Run, created: int, include_usage: bool) -> AsyncIterator[
         start = {"run_id": run.id, "conversation_id": run.conversation_id, "events_url": f"/v1/runs/{run.id}/events"}
         yield sse_frame(_chunk(run, created, {"role": "assistant", "content": ""}, hugginggpt=start))
         async for event in run.follow():
-            if event is not None and event["type"] == "answer.token" and event["data"].get("text"):
+            if event["type"] == "answer.token" and event["data"].get("text"):
                 yield sse_frame(_chunk(run, created, {"content": event["data"]["text"]}))
         if run.answer is None:
             error = {"message": f"the run failed: {run.error}", "type": "server_error", "code": "run_failed"}

@@ -4,7 +4,6 @@ a client who hangs up cancels the run it was waiting for."""
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -170,14 +169,6 @@ async def finish_or_cancel(request: Request, run: Run) -> bool:
             ending.cancel()
             run.cancel()
     return ending in done
-
-
-def sse(data: Any, *, event: str | None = None, event_id: int | None = None) -> str:
-    """One Server-Sent Events frame."""
-    head = f"event: {event}\n" if event else ""
-    head += f"id: {event_id}\n" if event_id is not None else ""
-    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
-    return head + "".join(f"data: {line}\n" for line in payload.split("\n")) + "\n"
 
 
 def set_body_limit(request: Request, limit: int) -> None:

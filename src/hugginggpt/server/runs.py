@@ -49,9 +49,8 @@ class Run:
         self._wake.set()
         self._wake = asyncio.Event()
 
-    async def follow(self, after: int = -1, *, idle: float | None = None) -> AsyncIterator[dict[str, Any] | None]:
-        """Every event with `seq > after`, then the live ones as they come, until the run ends. With `idle`, yields
-        None after that many seconds without an event (a stream sends a keep-alive then)."""
+    async def follow(self, after: int = -1) -> AsyncIterator[dict[str, Any]]:
+        """Every event with `seq > after`, then the live ones as they come, until the run ends."""
         index = after + 1
         while True:
             while index < len(self.events):
@@ -59,10 +58,7 @@ class Run:
                 index += 1
             if self.finished.is_set():
                 return
-            try:
-                await asyncio.wait_for(self._wake.wait(), idle)
-            except TimeoutError:
-                yield None
+            await self._wake.wait()
 
     def end(self) -> None:
         self.finished.set()
