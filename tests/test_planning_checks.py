@@ -362,3 +362,15 @@ async def test_a_plan_is_written_without_dep_lists_and_gets_its_dependencies_fro
     with_deps = Planner(ScriptedLLM(), TABLE, demos=DEMOS, deps=True)
     assert "dep" in with_deps.schema["properties"]["tasks"]["items"]["anyOf"][0]["required"]
     assert '"dep": [' in with_deps.prefix()[0].content
+
+
+def test_the_settings_choose_the_history_budget_and_how_many_bank_demos_are_retrieved():
+    from hugginggpt.config import Settings
+
+    plain = Planner.from_settings(ScriptedLLM(), TABLE, Settings(history_tokens=77))
+    assert plain.history_tokens == 77 and plain.bank is None
+    retrieving = Planner.from_settings(ScriptedLLM(), TABLE, Settings(plan_retrieved_demos=2))
+    assert retrieving.bank is not None and retrieving.bank.demos and retrieving.retrieve == 2
+    fixed = [m.content for m in plain.messages("draw a dog in a hat") if m.role == "user"]
+    more = [m.content for m in retrieving.messages("draw a dog in a hat") if m.role == "user"]
+    assert len(more) == len(fixed) + 2 and more[: len(fixed) - 1] == fixed[:-1]

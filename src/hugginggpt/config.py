@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(4, ge=1, description="experts running at once")
     task_timeout: float = Field(300.0, gt=0, description="seconds one expert may take")
     stream_plan: bool = Field(True, description="start tasks while the plan is still being written")
+    plan_retrieved_demos: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description="planning demos retrieved per request from the shipped bank (by word overlap), on top of the "
+        "fixed ones; 0: none (they made the bundled 1.5B model's plans worse, docs/evaluation.md)",
+    )
 
     # embedded experts
     expert_threads: int | None = Field(

@@ -75,7 +75,7 @@ class HuggingGPT:
         self.executor = executor or LocalExecutor(experts, self.settings.max_concurrency)
         # the full table: a request is planned as asked, and a task no installed model serves fails saying so
         self.task_types = task_types or TaskTable(DEFAULT_TASK_TYPES)
-        self.planner = Planner(llm, self.task_types, history_tokens=self.settings.history_tokens)
+        self.planner = Planner.from_settings(llm, self.task_types, self.settings)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> HuggingGPT:

@@ -37,7 +37,7 @@ def eval_taskbench(
         llm = llm_from_settings(settings)
         report, predictions = asyncio.run(
             run_taskbench(
-                lambda tb: Planner(llm, tb.table),
+                lambda tb: Planner.from_settings(llm, tb.table, settings),
                 data,
                 tools,
                 limit=limit,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LLMError, PlanError
 from ..jsontext import ArrayElementStream
@@ -17,11 +17,14 @@ from ..llm.protocol import LLM, Message
 from ..prompts import load_demos, render
 from ..tasks import TaskTable
 from ..types import Plan, Task
-from .demos import DemoBank, fit_demos
+from .demos import DemoBank, fit_demos, load_bank
 from .history import trim_history
 from .references import media_kind
 from .rules import MAX_TASKS, PlanBuilder, parse_plan, salvage_plan
 from .schema import plan_schema
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 class Planner:
@@ -71,6 +74,14 @@ class Planner:
         # A repair fixes the plan it is shown: it may not give up and answer with no tasks at all.
         self.repair_schema = copy.deepcopy(self.schema)
         self.repair_schema["properties"]["tasks"]["minItems"] = 1
+
+    @classmethod
+    def from_settings(cls, llm: LLM, table: TaskTable, settings: Settings) -> Planner:
+        """The planner the settings ask for: their history budget, and `plan_retrieved_demos` demos retrieved
+        from the shipped bank (`prompts/demo_bank.json`, by word overlap) on top of the fixed ones."""
+        retrieve = settings.plan_retrieved_demos
+        bank = DemoBank(load_bank()) if retrieve else None
+        return cls(llm, table, history_tokens=settings.history_tokens, bank=bank, retrieve=retrieve)
 
     def select_demos(self, request: str, history: Sequence[Message] = ()) -> list[dict[str, Any]]:
         """The demos for this request: the fixed ones, then those retrieved for it (most similar last). Demos with
