@@ -1,4 +1,4 @@
-"""What every route shares: the server's services, the caller's identity, API errors, SSE frames, and the rule that
+"""What every route shares: the server's services, the caller's identity, API errors, and the rule that
 a client who hangs up cancels the run it was waiting for."""
 
 from __future__ import annotations
