@@ -182,7 +182,75 @@ def test_cli_prints_a_json_report_and_saves_predictions(data, endpoint, tmp_path
     assert report["variants"]["taskbench"]["chain"]["edge_f1"] == 100.0
     assert report["prompt_tokens_per_sample"] == 150.0  # 100, and 200 for the plan plus its repair
     assert report["generated_tokens_per_sample"] == 30.0  # 20, and 40
-    assert len(out.read_text().splitlines()) == 2
+    assert report["planner"] == "ours" and "planners" not in report
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 2 and "planner" not in lines[0]
+
+
+def test_cli_runs_the_plain_baseline(data, endpoint, tmp_path):
+    out = tmp_path / "pred.jsonl"
+    result = CliRunner().invoke(
+        app,
+        ["--base-url", endpoint, "eval", "taskbench", "--data", str(data), "--planner", "plain", "--json",
+         "--save-predictions", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["planner"] == "plain" and report["samples"] == 2
+    assert report["variants"]["taskbench"]["chain"]["edge_f1"] == 100.0
+    assert report["variants"]["ours"]["overall"]["parse_rate"] == 50.0  # the fox's image argument: not repaired
+    assert report["repaired"] == 0
+    assert report["prompt_tokens_per_sample"] == 100.0  # one call a row, the invalid one too
+    assert report["generated_tokens_per_sample"] == 20.0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(line["id"], line["planner"], line["plan"] is None) for line in lines] == [
+        ("1", "plain", False),
+        ("2", "plain", True),
+    ]
+
+
+def test_cli_reports_both_planners_on_the_same_rows(data, endpoint, tmp_path):
+    out = tmp_path / "pred.jsonl"
+    result = CliRunner().invoke(
+        app,
+        ["--base-url", endpoint, "eval", "taskbench", "--data", str(data), "--planner", "both", "--json",
+         "--save-predictions", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["planner"] == "both" and report["samples"] == 2
+    assert list(report["planners"]) == ["ours", "plain"]
+    ours, plain = report["planners"]["ours"], report["planners"]["plain"]
+    assert (ours["planner"], plain["planner"]) == ("ours", "plain")
+    assert ours["samples"] == plain["samples"] == 2
+    assert (ours["prompt_tokens_per_sample"], plain["prompt_tokens_per_sample"]) == (150.0, 100.0)
+    assert (ours["generated_tokens_per_sample"], plain["generated_tokens_per_sample"]) == (30.0, 20.0)
+    assert "seconds_per_sample" in ours and "seconds_per_sample" in plain
+    assert ours["variants"]["ours"]["overall"]["samples"] == plain["variants"]["ours"]["overall"]["samples"] == 2
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(line["planner"], line["id"]) for line in lines] == [
+        ("ours", "1"),
+        ("ours", "2"),
+        ("plain", "1"),
+        ("plain", "2"),
+    ]
+
+
+def test_cli_prints_both_planners_side_by_side(data, endpoint):
+    result = CliRunner().invoke(
+        app, ["--base-url", endpoint, "eval", "taskbench", "--data", str(data), "--planner", "both"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "TaskBench (unparsable dropped)" in result.stdout
+    assert "ours (unparsable = empty plan)" in result.stdout
+    lines = [line.strip("│ ").split() for line in result.stdout.splitlines()]
+    overall = [n for n, cells in enumerate(lines) if cells[:1] == ["overall"]]
+    assert len(overall) == 2  # one per variant table: each split's row of ours, then plain's right under it
+    for n in overall:
+        assert [cell for cell in lines[n] if cell != "│"][:3] == ["overall", "2", "ours"]
+        assert [cell for cell in lines[n + 1] if cell != "│"][:2] == ["2", "plain"]
+    assert "ours: " in result.stdout and "150 prompt and 30 generated tokens a row" in result.stdout
+    assert "plain: " in result.stdout and "100 prompt and 20 generated tokens a row" in result.stdout
 
 
 def test_cli_prints_tables(data, endpoint):

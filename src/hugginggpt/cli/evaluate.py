@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -23,11 +23,22 @@ def eval_taskbench(
     limit: Annotated[int | None, typer.Option(min=1, help="only the first N rows")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as one JSON object")] = False,
     save_predictions: Annotated[
-        Path | None, typer.Option(help='write {"id", "plan": [...] | null} per row (JSONL)')
+        Path | None,
+        typer.Option(help='write {"id", "plan": [...] | null} per row (JSONL; with "planner" unless --planner ours)'),
     ] = None,
+    planner: Annotated[
+        Literal["ours", "plain", "both"],
+        typer.Option(
+            help="whose plans: ours (the production planner), plain (a baseline: a short prompt, one LLM call, "
+            'no repair), or both on the same rows; --json then prints {"planner": "both", ..., "planners": '
+            '{"ours": report, "plain": report}}, each report as --planner ours or plain prints it'
+        ),
+    ] = "ours",
 ) -> None:
-    """Plan TaskBench requests with our planner and score node, edge, argument-type and -value F1 per split."""
-    from ..eval.runner import run_taskbench
+    """Plan TaskBench requests with our planner (or the plain baseline, or both) and score node, edge,
+    argument-type and -value F1 per split."""
+    from ..eval.plain import PlainPlanner
+    from ..eval.runner import PLANNERS, Comparison, run_planners
     from ..eval.runner import save_predictions as write_predictions
     from ..llm import llm_from_settings
     from ..planning import Planner
@@ -35,24 +46,33 @@ def eval_taskbench(
     settings = settings_of(ctx)
     try:
         llm = llm_from_settings(settings)
-        report, predictions = asyncio.run(
-            run_taskbench(
-                lambda tb: Planner.from_settings(llm, tb.table, settings),
+        factories = {
+            "ours": lambda tb: Planner.from_settings(llm, tb.table, settings),
+            "plain": lambda tb: PlainPlanner(llm, tb.table),
+        }
+        names = PLANNERS if planner == "both" else (planner,)
+        reports, predictions = asyncio.run(
+            run_planners(
+                {name: factories[name] for name in names},
                 data,
                 tools,
                 limit=limit,
                 llm=getattr(llm, "name", type(llm).__name__),
-                on_prediction=render.show_prediction,
+                on_prediction=lambda p: render.show_prediction(p, labelled=planner != "ours"),
             )
         )
     except HuggingGPTError as exc:
         raise fail(str(exc)) from None
     if save_predictions is not None:
         write_predictions(predictions, save_predictions)
+    report = Comparison.of(reports) if planner == "both" else reports[planner]
     if as_json:
         sys.stdout.write(report.model_dump_json() + "\n")
         return
-    render.show_taskbench(report)
+    if isinstance(report, Comparison):
+        render.show_taskbench_comparison(report)
+    else:
+        render.show_taskbench(report)
 
 
 @eval_app.command("e2e")

@@ -266,39 +266,75 @@ def print_workload_a(report: Any) -> None:
 # eval
 
 
-def show_prediction(prediction: Any) -> None:
-    """`eval taskbench`'s progress line per row."""
+def show_prediction(prediction: Any, *, labelled: bool = False) -> None:
+    """`eval taskbench`'s progress line per row; `labelled`: with the planner's name (--planner plain or both)."""
     if prediction.plan is None:
         status = f"[red]unparsable[/] {prediction.error}"
     else:
         status = ", ".join(t.task for t in prediction.plan) or "no tasks"
-    err.print(f"[dim]{prediction.id}[/] {prediction.seconds:.1f} s  {status}", soft_wrap=True, markup=True)
+    label = f"[cyan]{prediction.planner}[/] " if labelled else ""
+    err.print(f"{label}[dim]{prediction.id}[/] {prediction.seconds:.1f} s  {status}", soft_wrap=True, markup=True)
 
 
-def show_taskbench(report: Any) -> None:
-    """`eval taskbench`'s F1 tables per variant and split."""
+_VARIANT_TITLES = {"taskbench": "TaskBench (unparsable dropped)", "ours": "ours (unparsable = empty plan)"}
+_SCORE_COLUMNS = ("parsed %", "n-F1", "e-F1", "e-F1 (args)", "t-F1", "v-F1")
 
-    def cell(value: float | None) -> str:
-        return "–" if value is None else f"{value:.2f}"
 
+def _cell(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _score_cells(s: Any) -> list[str]:
+    return [_cell(v) for v in (s.parse_rate, s.node_f1, s.edge_f1, s.edge_f1_args, s.t_f1, s.v_f1)]
+
+
+def _taskbench_header(report: Any) -> None:
     err.print(f"[dim]{report.samples} rows of {report.data}; tools {report.tools}; LLM {report.llm}[/]")
     if report.unmatched_tools:
         err.print(f"[dim]tools with no task type of ours (described from the tool list): {report.unmatched_tools}[/]")
     if report.outside_tools:
         err.print(f"[dim]label tools missing from the tool list: {report.outside_tools}[/]")
+
+
+def _per_row(report: Any) -> str:
+    return (
+        f"{report.seconds_per_sample:.1f} s, {report.prompt_tokens_per_sample:.0f} prompt and "
+        f"{report.generated_tokens_per_sample:.0f} generated tokens a row; {report.repaired} plans repaired"
+    )
+
+
+def show_taskbench(report: Any) -> None:
+    """`eval taskbench`'s F1 tables per variant and split, for one planner."""
+    _taskbench_header(report)
+    whose = "" if report.planner == "ours" else f" — {report.planner} planner"
     for name, splits in report.variants.items():
-        title = "TaskBench (unparsable dropped)" if name == "taskbench" else "ours (unparsable = empty plan)"
-        table = Table("split", "rows", "parsed %", "n-F1", "e-F1", "e-F1 (args)", "t-F1", "v-F1", title=title)
+        table = Table("split", "rows", *_SCORE_COLUMNS, title=_VARIANT_TITLES.get(name, name) + whose)
         for split, s in splits.items():
-            table.add_row(
-                split,
-                str(s.samples),
-                cell(s.parse_rate),
-                *(cell(v) for v in (s.node_f1, s.edge_f1, s.edge_f1_args, s.t_f1, s.v_f1)),
-            )
+            table.add_row(split, str(s.samples), *_score_cells(s))
         out.print(table)
     out.print(f"[dim]{report.edges}[/]")
-    out.print(
-        f"[dim]{report.seconds_per_sample:.1f} s and {report.prompt_tokens_per_sample:.0f} prompt tokens a row; "
-        f"{report.repaired} plans repaired[/]"
-    )
+    out.print(f"[dim]{_per_row(report)}[/]")
+
+
+def show_taskbench_comparison(comparison: Any) -> None:
+    """`eval taskbench --planner both`: per variant one table, each split's row for every planner one under the
+    other, then each planner's seconds and tokens a row."""
+    reports = comparison.planners
+    first = next(iter(reports.values()))
+    _taskbench_header(first)
+    for name in first.variants:
+        table = Table(title=_VARIANT_TITLES.get(name, name))
+        for column in ("split", "rows", "planner"):
+            table.add_column(column, no_wrap=True)
+        for column in _SCORE_COLUMNS:
+            table.add_column(column)
+        for split in first.variants[name]:
+            for number, (planner, report) in enumerate(reports.items()):
+                s = report.variants[name].get(split)
+                if s is not None:
+                    table.add_row(split if number == 0 else "", str(s.samples), planner, *_score_cells(s))
+            table.add_section()
+        out.print(table)
+    out.print(f"[dim]{first.edges}[/]")
+    for planner, report in reports.items():
+        out.print(f"[dim]{planner}: {_per_row(report)}[/]")

@@ -1,11 +1,13 @@
-"""Run our planner over TaskBench label rows and score its plans, per split and in both variants."""
+"""Run our planner (and the plain baseline, `plain.PlainPlanner`) over TaskBench label rows and score the plans,
+per split and in both variants."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -14,9 +16,11 @@ from ..llm.protocol import UsageMeter
 from ..planning.planner import Planner
 from ..types import Plan, Task
 from .metrics import Scores, score
+from .plain import PlainPlanner
 from .taskbench import SPLITS, Sample, TaskBenchTools, from_taskbench, load_samples, load_tools
 
 VARIANTS: dict[str, bool] = {"taskbench": True, "ours": False}  # name -> drop unparsable predictions
+PLANNERS: tuple[str, ...] = ("ours", "plain")  # `eval taskbench --planner`: ours, the plain baseline, or both
 EDGE_NOTE = (
     "edge F1: gold edges from task_links, ours from each task's dep; "
     "edge F1 (args): both from <node-k>/<resource>-N references, as TaskBench's evaluate.py"
@@ -24,9 +28,10 @@ EDGE_NOTE = (
 
 
 class Prediction(BaseModel):
-    """Our planner's answer to one label row: the plan, or None with the error when no valid plan came back."""
+    """A planner's answer to one label row: the plan, or None with the error when no valid plan came back."""
 
     id: str
+    planner: str = "ours"
     plan: list[Task] | None
     error: str | None = None
     seconds: float = 0.0
@@ -36,8 +41,9 @@ class Prediction(BaseModel):
 
 
 class Report(BaseModel):
-    """Scores per variant and split, with what the tool mapping and the labels left unmatched."""
+    """One planner's scores per variant and split, with what the tool mapping and the labels left unmatched."""
 
+    planner: str = Field("ours", description="whose plans: ours or plain (the baseline)")
     data: str
     tools: str
     llm: str
@@ -54,14 +60,33 @@ class Report(BaseModel):
     variants: dict[str, dict[str, Scores]]
 
 
+class Comparison(BaseModel):
+    """`--planner both`: each planner's whole report on the same rows, under its name (ours, plain)."""
+
+    planner: Literal["both"] = "both"
+    data: str
+    tools: str
+    llm: str
+    samples: int
+    planners: dict[str, Report]
+
+    @classmethod
+    def of(cls, reports: Mapping[str, Report]) -> Comparison:
+        first = next(iter(reports.values()))
+        return cls(data=first.data, tools=first.tools, llm=first.llm, samples=first.samples, planners=dict(reports))
+
+
 async def predict(
-    planner: Planner,
+    planner: Planner | PlainPlanner,
     samples: Sequence[Sample],
     on_prediction: Callable[[Prediction], None] | None = None,
+    *,
+    name: str = "ours",
 ) -> list[Prediction]:
-    """Plan every sample's `instruction`, one at a time. A plan that fails validation (after the repair call) or is
-    cut off is recorded as None with its error; any other LLM error (unreachable, refused) stops the run. A reply
-    written in TaskBench's terms (`<node-N>`, `task_nodes`) is read as ours (`from_taskbench`)."""
+    """Plan every sample's `instruction`, one at a time, with `planner` (recorded under `name`). A plan that fails
+    validation (ours: after the repair call) or is cut off is recorded as None with its error; any other LLM error
+    (unreachable, refused) stops the run. A reply of ours written in TaskBench's terms (`<node-N>`, `task_nodes`) is
+    read as ours (`from_taskbench`); the plain baseline's reply is taken as written."""
     predictions = []
     for sample in samples:
         meter = UsageMeter()
@@ -70,11 +95,15 @@ async def predict(
         error = None
         try:
             llm = meter.bind(planner.llm, "planning")
-            plan = (await planner.plan(sample.instruction, llm=llm, adapt=from_taskbench)).tasks
+            if isinstance(planner, PlainPlanner):
+                plan = (await planner.plan(sample.instruction, llm=llm)).tasks
+            else:
+                plan = (await planner.plan(sample.instruction, llm=llm, adapt=from_taskbench)).tasks
         except (PlanError, OutputTruncated) as exc:
             error = str(exc)
         prediction = Prediction(
             id=sample.id,
+            planner=name,
             plan=plan,
             error=error,
             seconds=round(time.perf_counter() - start, 3),
@@ -96,6 +125,7 @@ def evaluate(
     data: str = "",
     tools_path: str = "",
     llm: str = "",
+    planner: str = "ours",
 ) -> Report:
     """Score predictions against their samples (matched by id) for every split and variant."""
     by_id = {p.id: p for p in predictions}
@@ -121,6 +151,7 @@ def evaluate(
     chosen = [by_id[s.id] for s in samples]
     count = max(len(chosen), 1)
     return Report(
+        planner=planner,
         data=data,
         tools=tools_path,
         llm=llm,
@@ -138,27 +169,57 @@ def evaluate(
 
 
 def save_predictions(predictions: Sequence[Prediction], path: Path) -> None:
-    """One JSON line per sample: {"id", "plan": [...] | null, "error"}, plans in our task format."""
+    """One JSON line per sample: {"id", "plan": [...] | null, "error"}, plans in our task format; with a
+    `"planner"` too when any prediction is not ours (`--planner plain` or `both`)."""
+    tagged = any(p.planner != "ours" for p in predictions)
     with Path(path).open("w", encoding="utf-8") as out:
         for p in predictions:
             plan = None if p.plan is None else [t.model_dump(exclude_none=True) for t in p.plan]  # no empty `step`
-            out.write(json.dumps({"id": p.id, "plan": plan, "error": p.error}) + "\n")
+            line = {"id": p.id, **({"planner": p.planner} if tagged else {}), "plan": plan, "error": p.error}
+            out.write(json.dumps(line) + "\n")
+
+
+PlannerFor = Callable[[TaskBenchTools], Planner | PlainPlanner]
 
 
 async def run_taskbench(
-    planner_for: Callable[[TaskBenchTools], Planner],
+    planner_for: PlannerFor,
     data: Path,
     tools_path: Path | None = None,
     *,
     limit: int | None = None,
     llm: str = "",
     on_prediction: Callable[[Prediction], None] | None = None,
+    planner: str = "ours",
 ) -> tuple[Report, list[Prediction]]:
     """Load `data` and its tool list (default: `tool_desc.json` beside it), plan the first `limit` rows with the
-    planner `planner_for` builds on the TaskBench task table, and score them."""
+    planner `planner_for` builds on the TaskBench task table (reported as `planner`), and score them."""
+    reports, predictions = await run_planners(
+        {planner: planner_for}, data, tools_path, limit=limit, llm=llm, on_prediction=on_prediction
+    )
+    return reports[planner], predictions
+
+
+async def run_planners(
+    planners: Mapping[str, PlannerFor],
+    data: Path,
+    tools_path: Path | None = None,
+    *,
+    limit: int | None = None,
+    llm: str = "",
+    on_prediction: Callable[[Prediction], None] | None = None,
+) -> tuple[dict[str, Report], list[Prediction]]:
+    """`run_taskbench` for each named planner in turn, on the same rows and task table: one report per planner,
+    and every planner's predictions (all of the first planner's rows, then the next one's)."""
     tools_path = tools_path or Path(data).with_name("tool_desc.json")
     samples = load_samples(data)[:limit] if limit is not None else load_samples(data)
     tools = TaskBenchTools(load_tools(tools_path))
-    predictions = await predict(planner_for(tools), samples, on_prediction)
-    report = evaluate(samples, predictions, tools, data=str(data), tools_path=str(tools_path), llm=llm)
-    return report, predictions
+    reports: dict[str, Report] = {}
+    predictions: list[Prediction] = []
+    for name, planner_for in planners.items():
+        made = await predict(planner_for(tools), samples, on_prediction, name=name)
+        reports[name] = evaluate(
+            samples, made, tools, data=str(data), tools_path=str(tools_path), llm=llm, planner=name
+        )
+        predictions.extend(made)
+    return reports, predictions
