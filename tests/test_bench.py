@@ -84,7 +84,7 @@ FAST = 0.01  # time scale: every workload-A time a hundredth
 
 
 def test_the_bound_is_plan_plus_the_longest_chain_plus_the_answer():
-    from hugginggpt.eval.bench_modes import critical_path
+    from hugginggpt.eval.bench_workload import critical_path
 
     durations = {0: 1.0, 1: 2.0, 2: 0.5, 3: 0.25}
     deps = {0: [], 1: [0], 2: [0], 3: [1, 2]}
@@ -98,7 +98,8 @@ def test_the_bound_is_plan_plus_the_longest_chain_plus_the_answer():
 
 
 async def test_staged_makes_a_selection_call_per_task_and_ours_none(tmp_path):
-    from hugginggpt.eval.bench_modes import REQUESTS, bound_of, run_ours, run_staged, workload_parts
+    from hugginggpt.eval.bench_modes import bound_of, run_ours, run_staged
+    from hugginggpt.eval.bench_workload import REQUESTS, workload_parts
 
     chain, fan_out, single = REQUESTS
     for request, ours_calls, staged_calls in [(chain, 2, 5), (fan_out, 3, 6), (single, 2, 3)]:
@@ -116,7 +117,8 @@ async def test_staged_makes_a_selection_call_per_task_and_ours_none(tmp_path):
 
 
 async def test_the_staged_poller_starts_a_task_only_once_its_dependency_is_done(tmp_path):
-    from hugginggpt.eval.bench_modes import PollingScheduler, TimedExpert
+    from hugginggpt.eval.bench_modes import PollingScheduler
+    from hugginggpt.eval.bench_workload import TimedExpert
     from hugginggpt.execution import LocalExecutor
     from hugginggpt.experts.registry import ExpertRegistry
     from hugginggpt.types import Selection, Task
@@ -141,7 +143,8 @@ async def test_the_staged_poller_starts_a_task_only_once_its_dependency_is_done(
 
 async def test_the_per_task_selector_asks_once_for_each_task_with_two_candidates():
     from hugginggpt.catalog import ModelCatalog
-    from hugginggpt.eval.bench_modes import PerTaskSelector, TimedExpert, scripted_reply
+    from hugginggpt.eval.bench_modes import PerTaskSelector
+    from hugginggpt.eval.bench_workload import TimedExpert, scripted_reply
     from hugginggpt.types import Task
 
     cards = [TimedExpert(t, f"{t}-{v}", 0).card for t in ("text-to-image", "text-to-speech") for v in "ab"]

@@ -22,7 +22,8 @@ from pydantic import BaseModel
 
 from ..pipeline import HuggingGPT
 from ..types import Answer
-from .bench_modes import CountingLLM, ModeRun, critical_path, run_staged
+from .bench_modes import ModeRun, run_staged
+from .bench_workload import CountingLLM, critical_path
 
 DEMO_REQUEST = "Count the objects in kite.jpg, read the text in sign.png, and read that text aloud."
 
