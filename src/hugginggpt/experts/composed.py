@@ -1,4 +1,7 @@
-"""Composed experts: document QA (OCR + LLM) and VQA (scene facts + LLM), answers checked against their source."""
+"""Composed experts: document QA (OCR + LLM) and VQA (scene facts + LLM), answers checked against their source.
+
+One module: the support checks belong to the two experts, each check guarding one expert's answer against that
+expert's own source (the OCR rows, the scene facts)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Offline vision experts on ONNX models that `hugginggpt setup` converts: COCO object detection (CenterNet),
-ImageNet classification (EfficientNet-Lite0), and a caption composed from both."""
+ImageNet classification (EfficientNet-Lite0), and a caption composed from both.
+
+One module: each model is here with the expert that serves it, and the caption composes both; the other ONNX
+experts (`nanodet.py`, `segmentation.py`, `scene.py`) build on its `OnnxModel`, `Detector` and `Classifier`."""
 
 from __future__ import annotations
 

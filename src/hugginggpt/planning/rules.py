@@ -1,5 +1,8 @@
 """The plan rules: a raw task list from the LLM checked and repaired into a valid task graph, one task at a time
-(`PlanBuilder`), and whole replies parsed (`parse_plan`), validated (`validate_plan`) or salvaged (`salvage_plan`)."""
+(`PlanBuilder`), and whole replies parsed (`parse_plan`), validated (`validate_plan`) or salvaged (`salvage_plan`).
+
+One module: the whole-reply functions are short loops over `PlanBuilder`, whose checks and repairs are one set of
+rules applied to each task in turn (the reference patterns they share are `references.py`)."""
 
 from __future__ import annotations
 

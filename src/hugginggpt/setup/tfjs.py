@@ -1,4 +1,7 @@
-"""TF.js graph models (model.json + weight shards) converted to ONNX with the `onnx` package, without TensorFlow."""
+"""TF.js graph models (model.json + weight shards) converted to ONNX with the `onnx` package, without TensorFlow.
+
+One module: it is one converter, long for its table of TF ops, each op a method that shares the converter's graph
+state (the converted values, and which tensors are held as NCHW)."""
 
 from __future__ import annotations
 
