@@ -268,7 +268,7 @@ def test_demos_with_history_are_shown_last_and_only_with_a_history():
         "draw a cat",
         "cat.png",
         "describe it",
-        json.dumps({"tasks": [{k: v for k, v in t("image-to-text", 0, {"image": "cat.png"}).items() if k != "dep"}]}),
+        json.dumps({"tasks": [t("image-to-text", 0, {"image": "cat.png"})]}),
         "earlier",
         "answer",
         "second request",
@@ -342,7 +342,7 @@ def test_with_input_folders_a_stem_counts_only_when_that_file_is_there():
         validate_plan(made_up, TABLE, mentioned="Draw a lighthouse", exists=there.__contains__)
 
 
-async def test_a_plan_is_written_without_dep_lists_and_gets_its_dependencies_from_the_placeholders():
+async def test_without_dep_lists_a_plan_gets_its_dependencies_from_the_placeholders():
     plan_text = json.dumps(
         {
             "tasks": [
@@ -352,14 +352,14 @@ async def test_a_plan_is_written_without_dep_lists_and_gets_its_dependencies_fro
         }
     )
     llm = ScriptedLLM(plan_text)
-    planner = Planner(llm, TABLE, demos=DEMOS)
+    planner = Planner(llm, TABLE, demos=DEMOS, deps=False)
     schema_task = planner.schema["properties"]["tasks"]["items"]["anyOf"][0]
     assert "dep" not in schema_task["properties"] and "dep" not in schema_task["required"]
     system, *demos = planner.prefix()
     assert '"dep"' not in system.content and all('"dep"' not in m.content for m in demos)
     plan = await planner.plan("draw a cat and describe the picture")
     assert [(task.id, task.dep) for task in plan.tasks] == [(0, []), (1, [0])]
-    with_deps = Planner(ScriptedLLM(), TABLE, demos=DEMOS, deps=True)
+    with_deps = Planner(ScriptedLLM(), TABLE, demos=DEMOS)  # the default: each task lists its dep
     assert "dep" in with_deps.schema["properties"]["tasks"]["items"]["anyOf"][0]["required"]
     assert '"dep": [' in with_deps.prefix()[0].content
 

@@ -52,9 +52,7 @@ class BenchRequest(BaseModel):
         return len(self.tasks) > 1
 
     def plan_reply(self) -> str:
-        """The plan as the shipped planner writes it: no `dep` lists (they come from the placeholders)."""
-        tasks = [{k: v for k, v in task.items() if k != "dep"} for task in self.tasks]
-        return json.dumps({"tasks": tasks}, ensure_ascii=False)
+        return json.dumps({"tasks": self.tasks}, ensure_ascii=False)
 
 
 def _task(id: int, task: str, step: str, args: dict[str, str], dep: Sequence[int] = ()) -> dict[str, Any]:

@@ -52,7 +52,7 @@ class Planner:
         salvage: bool = True,
         typed: bool = True,
         steps: bool = True,
-        deps: bool = False,
+        deps: bool = True,
     ) -> None:
         self.llm = llm
         self.table = table
