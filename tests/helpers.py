@@ -121,7 +121,7 @@ class Reply:
         headers: dict[str, str] | None = None,
         finish_reason: str = "stop",
         break_after: int | None = None,
-        usage: dict[str, int] | None = None,
+        usage: dict[str, Any] | None = None,
     ) -> None:
         self.text = text
         self.status = status

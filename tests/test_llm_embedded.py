@@ -380,9 +380,10 @@ async def test_the_fixed_prompt_prefix_is_reused_from_the_cache(llm):
     first = await llm.complete([system, Message(role="user", content="Name a colour.")], max_tokens=4)
     prefix = llm.last_timings.cached_tokens + llm.last_timings.prompt_tokens
     await llm.complete([Message(role="user", content="Something else entirely.")], max_tokens=4)
-    await llm.complete([system, Message(role="user", content="Name a vegetable.")], max_tokens=4)
+    again = await llm.complete([system, Message(role="user", content="Name a vegetable.")], max_tokens=4)
     assert first.usage.prompt_tokens == prefix
     # the second request only processes its own few tokens; the long system prompt comes from the cache
+    assert again.usage.cached_tokens == llm.last_timings.cached_tokens  # the call's usage says so too
     assert llm.last_timings.cached_tokens > 0.8 * prefix
     assert llm.last_timings.prompt_tokens < 0.2 * prefix
 

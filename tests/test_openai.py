@@ -138,7 +138,7 @@ async def test_no_key_sends_no_authorization_and_never_the_environments(monkeypa
 
 
 async def test_streaming_asks_for_usage_and_reads_it():
-    usage = {"prompt_tokens": 5, "completion_tokens": 3}
+    usage = {"prompt_tokens": 5, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 4}}
     replies = [Reply("abcdefghij", usage=usage), Reply("abcdefghij")]
     with OpenAIServer(lambda body: replies.pop(0)) as server:
         llm = OpenAICompatibleLLM(server.url)
@@ -147,7 +147,8 @@ async def test_streaming_asks_for_usage_and_reads_it():
     assert server.requests[0]["stream_options"] == {"include_usage": True}
     assert completion.text == "abcdefghij" and completion.finish_reason == "stop"
     assert completion.usage.prompt_tokens == 5 and completion.usage.completion_tokens == 3
-    assert without.usage.completion_tokens == 2  # no usage reported: one token per delta
+    assert completion.usage.cached_tokens == 4  # the endpoint's prompt_tokens_details
+    assert without.usage.completion_tokens == 2 and without.usage.cached_tokens is None  # none reported
 
 
 async def test_stream_broken_after_deltas_fails_without_resending_them():

@@ -134,6 +134,7 @@ class LLMCall(BaseModel):
     stage: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int | None = None  # of the prompt, served from the LLM's KV cache (where the backend says)
     seconds: float = 0.0
     ok: bool = True
 

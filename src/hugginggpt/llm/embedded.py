@@ -188,4 +188,6 @@ class EmbeddedLLM:
         if callback_errors:
             raise callback_errors[0]
         self.last_timings = timings
+        if timings.prompt_tokens or timings.cached_tokens:  # llama.cpp's counts: the prompt read, and served cached
+            usage = usage.model_copy(update={"cached_tokens": timings.cached_tokens})
         return Completion(text=text, usage=usage, finish_reason=finish)

@@ -235,9 +235,11 @@ def _is_transport_error(exc: BaseException) -> bool:
 def _usage(usage: Any) -> Usage:
     if usage is None:
         return Usage()
+    details = getattr(usage, "prompt_tokens_details", None)
     return Usage(
         prompt_tokens=getattr(usage, "prompt_tokens", None) or 0,
         completion_tokens=getattr(usage, "completion_tokens", None) or 0,
+        cached_tokens=getattr(details, "cached_tokens", None),
     )
 
 

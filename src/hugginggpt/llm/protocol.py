@@ -32,6 +32,7 @@ class Message(BaseModel):
 class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int | None = None  # of the prompt, served from a KV cache instead of read (where the backend says)
 
 
 class Completion(BaseModel):
@@ -105,4 +106,5 @@ class _MeteredLLM:
             call.seconds = round(time.perf_counter() - start, 3)
         call.prompt_tokens = completion.usage.prompt_tokens
         call.completion_tokens = completion.usage.completion_tokens
+        call.cached_tokens = completion.usage.cached_tokens
         return completion
