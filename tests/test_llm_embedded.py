@@ -814,3 +814,23 @@ def test_the_bundled_model_restores_its_real_planning_prefix_and_plans_the_same(
     assert second["plan"] == first["plan"]
     assert second["story"] == first["story"]
     assert json.loads(first["plan"])["tasks"]  # a real plan, not an empty reply
+
+
+@needs_smollm2
+async def test_a_plan_after_other_calls_took_every_slot_gets_the_saved_prefix_back(tmp_path, monkeypatch):
+    """Under concurrent requests answers and text tasks take both slots; the next plan still finds its prefix (its
+    saved state restored into its slot) instead of processing it again. llama.cpp's own host-memory cache is off
+    here, so only the restore can give the prefix back."""
+    monkeypatch.setattr("hugginggpt.llm.llamacpp.PROMPT_CACHE_MIB", 0)
+    llm = EmbeddedLLM(SMOLLM2, context=2048, threads=2, slots=2, prompt_cache_dir=tmp_path / "pc")
+    planner = _prefix_planner(llm)
+    warmup = await llm.warm(planner.prefix())
+    assert warmup.status == "saved" and warmup.tokens > 100
+    others = [[Message(role="user", content=f"Tell me a story about {topic}.")] for topic in ("ships", "owls")]
+    await asyncio.gather(*(llm.complete(messages, max_tokens=24) for messages in others))
+    assert [llm._runtime.slot_table.holder(slot) for slot in (0, 1)] == [None, None]  # both overwritten
+    plan = await llm.complete(planner.messages("Detect the objects in street.jpg."), json_schema=planner.schema)
+    assert plan.usage.cached_tokens is not None and plan.usage.cached_tokens >= warmup.tokens - 1
+    assert llm.last_timings.prompt_tokens < 40  # only the request was read
+    asked = [m.model_dump() for m in planner.messages("x")]
+    assert llm._runtime.slot_table.holder(0) == llm._runtime.slot_table.prefix_of(asked) is not None

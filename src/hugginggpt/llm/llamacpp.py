@@ -24,7 +24,16 @@ from ..errors import LLMError, ModelFileError
 from .model_file import BUNDLED_SHA256, bundled_model_path, check_gguf, model_sha256
 from .prompt_cache import PromptCache, prefix_key
 from .protocol import Usage
-from .slot_states import SlotError, error_message, prefix_prompt, process_prefix, restore_slots, save_slot
+from .slot_routing import SavedPrefix, SlotTable
+from .slot_states import (
+    SlotError,
+    error_message,
+    prefix_prompt,
+    process_prefix,
+    restore_slot,
+    restore_slots,
+    save_slot,
+)
 
 PROMPT_CACHE_MIB = 512  # host memory for saved prompt prefixes (llama.cpp keeps the KV state of earlier prompts)
 _SLOT_TIMEOUT = 120.0  # seconds for one slot save or restore on the loopback listener
@@ -138,6 +147,7 @@ class Runtime:
         self.api_key = secrets.token_urlsafe(32)
         self.prompt_cache = PromptCache(prompt_cache_dir) if prompt_cache_dir is not None else None
         self.warmed: set[str] = set()  # digests of the prefixes warmed in this process
+        self.slot_table = SlotTable(slots)  # which slot each call runs in, so saved prefixes stay in slots
         self._server: Any = None
         self._model_id: str | None = None
         self._runtime_id = ""
@@ -199,13 +209,15 @@ class Runtime:
                     prompt = prefix_prompt(client, messages)
                 except SlotError as exc:
                     return Warmup(status="failed", detail=str(exc))
-                warmup = self._warm(server, client, prompt, rebuild)
+                warmup = self._warm(server, client, prompt, rebuild, messages, digest)
         if warmup.status != "failed":
             self.warmed.add(digest)
         warmup.seconds = round(time.perf_counter() - start, 3)
         return warmup
 
-    def _warm(self, server: Any, client: httpx.Client, prompt: str, rebuild: bool) -> Warmup:
+    def _warm(
+        self, server: Any, client: httpx.Client, prompt: str, rebuild: bool, messages: list[dict[str, str]], digest: str
+    ) -> Warmup:
         cache = self.prompt_cache
         if cache is None:
             try:
@@ -221,6 +233,7 @@ class Runtime:
         if record is not None:
             try:
                 restore_slots(client, cache.state_name(key), record)
+                self.slot_table.remember(digest, SavedPrefix(messages, cache.state_name(key), record))
                 return Warmup(status="restored", tokens=record.tokens, path=path)
             except SlotError as exc:
                 log.warning("prompt cache: llama.cpp could not restore %s (%s); it will be rebuilt", path, exc)
@@ -242,6 +255,7 @@ class Runtime:
             return Warmup(status="processed", tokens=processed, detail=detail)
         try:  # slot 0 processed it; the other slots get it from the file just saved
             restore_slots(client, cache.state_name(key), saved, skip=(0,))
+            self.slot_table.remember(digest, SavedPrefix(messages, cache.state_name(key), saved))
         except SlotError as exc:
             detail = f"only slot 0 has the prefix, the others process it on first use: {exc}"
             log.warning("prompt cache: %s", detail)
@@ -250,6 +264,16 @@ class Runtime:
 
     def load(self) -> None:
         self.server()
+
+    def _restore(self, server: Any, slot: int, digest: str) -> None:
+        """Put a saved prefix's state back into `slot`; on failure llama.cpp processes the prefix as usual."""
+        saved = self.slot_table.saved(digest)
+        headers = {"Authorization": f"Bearer {self.api_key}"}
+        try:
+            with httpx.Client(base_url=server.listening_address, headers=headers, timeout=_SLOT_TIMEOUT) as client:
+                restore_slot(client, saved.state, saved.record, slot)
+        except (SlotError, httpx.HTTPError) as exc:
+            log.warning("prompt cache: slot %d did not get the prefix back (%s); it is processed again", slot, exc)
 
     def generate(
         self, request: dict[str, Any], on_text: Callable[[str], None], stop: threading.Event
@@ -285,10 +309,18 @@ class Runtime:
         with self.gate.shared():
             if stop.is_set():  # cancelled while it waited: it never takes a slot
                 return "", Usage(), "cancelled", Timings()
+            digest = self.slot_table.prefix_of(request["messages"])
+            slot, restore = self.slot_table.acquire(digest)
+            holds = None
             try:
-                server.handle_chat_completions(request, on_chunk)
+                if restore and digest is not None:
+                    self._restore(server, slot, digest)
+                server.handle_chat_completions({**request, "id_slot": slot}, on_chunk)
+                holds = digest
             except (ValueError, RuntimeError) as exc:
                 raise LLMError(f"the embedded LLM rejected the request: {exc}") from None
+            finally:
+                self.slot_table.release(slot, holds)
         if errors:
             raise LLMError(f"the embedded LLM failed: {errors[0]}")
         if stop.is_set() and finish[0] is None:

@@ -79,11 +79,15 @@ def restore_slots(client: httpx.Client, filename: str, record: StateRecord, skip
     """Load the checked state `filename` into every slot (but `skip`), so any slot a request lands on starts with
     the prefix."""
     for slot in _slot_ids(client):
-        if slot in skip:
-            continue
-        reply = _post(client, f"/slots/{slot}?action=restore", {"filename": filename})
-        if int(reply.get("n_restored") or 0) != record.tokens:
-            raise SlotError(f"slot {slot} restored {reply.get('n_restored')} tokens, not {record.tokens}")
+        if slot not in skip:
+            restore_slot(client, filename, record, slot)
+
+
+def restore_slot(client: httpx.Client, filename: str, record: StateRecord, slot: int) -> None:
+    """Load the checked state `filename` into `slot` (which no call is using)."""
+    reply = _post(client, f"/slots/{slot}?action=restore", {"filename": filename})
+    if int(reply.get("n_restored") or 0) != record.tokens:
+        raise SlotError(f"slot {slot} restored {reply.get('n_restored')} tokens, not {record.tokens}")
 
 
 def error_message(error: Any) -> str:
