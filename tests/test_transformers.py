@@ -300,3 +300,29 @@ async def test_a_failed_download_is_a_clear_error(tmp_path, ctx, online_hub) -> 
         backend = TransformersBackend(cache_dir=tmp_path / "cache", online=True, hub_endpoint=url)
         with pytest.raises(ExpertError, match="could not download nobody/model"):
             await backend.expert(card("nobody/model", "text-classification")).run({"text": "x"}, ctx)
+
+
+async def test_a_call_queued_behind_a_hung_model_leaves_when_its_caller_gives_up(backend, ctx, monkeypatch) -> None:
+    import asyncio
+    import threading
+
+    from hugginggpt.experts.transformers import TransformersExpert
+    from hugginggpt.types import ModelCard
+
+    release, calls = threading.Event(), []
+
+    def hangs(card, args, context):
+        calls.append(args["text"])
+        release.wait(10)
+        return {"text": "late"}
+
+    monkeypatch.setattr(backend, "predict", hangs)
+    expert = TransformersExpert(ModelCard(id="test/hangs", task="summarization"), backend)
+    try:
+        for text in ("first", "second"):  # the first hangs holding the model; the second waits behind it
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(expert.run({"text": text}, ctx), 0.3)
+    finally:
+        release.set()
+    await asyncio.sleep(0.3)
+    assert calls == ["first"]  # the queued call left with its caller and never ran later

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 from ..errors import ExpertError
 from ..types import ModelCard
 from .pool import MB, ModelPool
-from .protocol import ExpertContext, Outputs
+from .protocol import ExpertContext, Outputs, held
 from .transformers_tasks import PIPELINE_TASKS, TASKS, run_task, runner_kind
 
 # Libraries whose Hub models transformers cannot load; a card tagged with one (and not `transformers`) is skipped.
@@ -265,8 +265,12 @@ class TransformersExpert:
         self.backend = backend
 
     async def run(self, args: dict[str, str], ctx: ExpertContext) -> Outputs:
-        return await asyncio.to_thread(self._call, args, ctx)
+        abandoned = threading.Event()
+        try:
+            return await asyncio.to_thread(self._call, args, ctx, abandoned)
+        finally:
+            abandoned.set()  # the caller stopped waiting: a call still queued for the model leaves (`held`)
 
-    def _call(self, args: dict[str, str], ctx: ExpertContext) -> Outputs:
-        with self.backend.lock(self.card):
+    def _call(self, args: dict[str, str], ctx: ExpertContext, abandoned: threading.Event) -> Outputs:
+        with held(self.backend.lock(self.card), abandoned):
             return self.backend.predict(self.card, args, ctx)
