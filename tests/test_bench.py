@@ -112,7 +112,7 @@ async def test_staged_makes_a_selection_call_per_task_and_ours_none(tmp_path):
         assert (ours.llm_calls, staged.llm_calls) == (ours_calls, staged_calls)
         assert staged.generated_tokens > ours.generated_tokens
         assert set(ours.expert_s) == set(staged.expert_s) == {t["id"] for t in request.tasks}
-        bound = bound_of(request, ours)
+        bound = bound_of(request.deps, ours)
         assert bound.llm_calls == ours.llm_calls and bound.wall_s > bound.plan_s + bound.answer_s
 
 

@@ -101,12 +101,12 @@ def bench(
             render.print_llm_bench(report)
     if "b" in chosen:
         from ..eval.bench_real import run_workload_b
-        from ..setup.files import demo_inputs
+        from ..setup.files import demo_inputs, missing_demo_files
 
         assert gpt is not None
         inputs = demo_inputs()
-        if not (inputs / "kite.jpg").is_file():
-            raise fail(f"the demo inputs are not in {inputs}; run `hugginggpt setup` first")
+        if missing := missing_demo_files(inputs):
+            raise fail(f"the demo inputs {', '.join(missing)} are not in {inputs}; run `hugginggpt setup` first")
         with tempfile.TemporaryDirectory(prefix="hugginggpt-bench-b-") as folder:
             try:
                 workload_b = asyncio.run(

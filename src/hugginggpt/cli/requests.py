@@ -13,6 +13,7 @@ import typer
 from ..config import Settings
 from ..errors import HuggingGPTError
 from ..pipeline import Conversation, HuggingGPT
+from ..setup.files import DEMO_REQUEST
 from . import render
 from .base import app, fail, input_roots, pipeline, settings_of
 from .render import err
@@ -47,11 +48,6 @@ def run_request(settings: Settings, request: str, roots: list[Path], as_json: bo
         raise typer.Exit(1)
 
 
-# The demo uses three embedded experts in one graph: COCO detection, OCR, and text-to-speech fed by the OCR.
-DEMO_REQUEST = "Count the objects in kite.jpg, read the text in sign.png, and read that text aloud."
-DEMO_FILES = ("kite.jpg", "sign.png")
-
-
 @app.command()
 def demo(
     ctx: typer.Context,
@@ -60,10 +56,10 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="print only the Answer as one JSON object")] = False,
 ) -> None:
     """Run a real multimodal request, offline, on the demo inputs `hugginggpt setup` prepared."""
-    from ..setup.files import demo_inputs
+    from ..setup.files import demo_inputs, missing_demo_files
 
     folder = demo_inputs()
-    missing = [name for name in DEMO_FILES if not (folder / name).is_file()]
+    missing = missing_demo_files(folder)
     if request == DEMO_REQUEST and missing:
         raise fail(f"the demo inputs {', '.join(missing)} are not in {folder}; run `hugginggpt setup` first")
     if not as_json:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,8 @@ class ModeRun(BaseModel):
         return self.first_expert_s / self.plan_s
 
 
-def _stage_seconds(answer: Answer, stage: str) -> float:
+def stage_seconds(answer: Answer, stage: str) -> float:
+    """The seconds the run's controller-LLM calls of `stage` took."""
     return sum(call.seconds for call in answer.llm_usage if call.stage == stage)
 
 
@@ -105,8 +106,8 @@ async def run_ours(
         wall_s=wall,
         llm_calls=llm.calls,
         generated_tokens=llm.generated_tokens,
-        plan_s=_stage_seconds(answer, "planning"),
-        answer_s=_stage_seconds(answer, "response"),
+        plan_s=stage_seconds(answer, "planning"),
+        answer_s=stage_seconds(answer, "response"),
         first_expert_s=first,
         expert_s={r.task_id: r.seconds for r in answer.results if r.seconds is not None},
         ok=answer.error is None and all(r.status == "ok" for r in answer.results),
@@ -206,20 +207,11 @@ async def run_staged(
     )
 
 
-def bound_of(request: BenchRequest, measured: ModeRun) -> ModeRun:
-    """The `bound` of a request from the parts of a measured run (`ours`, which asks no selection call); its LLM
-    calls and tokens are that run's."""
-    deps = {t["id"]: t["dep"] for t in request.tasks}
+def bound_of(deps: Mapping[int, Sequence[int]], measured: ModeRun) -> ModeRun:
+    """The `bound` of a run with the task graph `deps` from its measured parts (`ours`, which asks no selection
+    call): plan + the longest chain of its expert times + answer; its LLM calls and tokens are that run's."""
     wall = critical_path(measured.plan_s, measured.answer_s, measured.expert_s, deps)
-    return ModeRun(
-        mode="bound",
-        wall_s=wall,
-        llm_calls=measured.llm_calls,
-        generated_tokens=measured.generated_tokens,
-        plan_s=measured.plan_s,
-        answer_s=measured.answer_s,
-        expert_s=measured.expert_s,
-    )
+    return measured.model_copy(update={"mode": "bound", "wall_s": wall, "first_expert_s": None, "ok": True})
 
 
 class RequestRuns(BaseModel):
@@ -303,7 +295,7 @@ async def run_workload_a(
         staged = await run_staged(
             request.request, out / "staged", llm=llm, experts=experts, poll=POLL_SECONDS * time_scale
         )
-        modes = {"ours": ours, "ours-no-stream": no_stream, "staged": staged, "bound": bound_of(request, ours)}
+        modes = {"ours": ours, "ours-no-stream": no_stream, "staged": staged, "bound": bound_of(request.deps, ours)}
         runs.append(RequestRuns(name=request.name, tasks=len(request.tasks), graph=request.graph, modes=modes))
     return WorkloadAReport(
         tokens_per_second=tokens_per_second,

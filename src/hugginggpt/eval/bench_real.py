@@ -21,11 +21,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..pipeline import HuggingGPT
+from ..setup.files import DEMO_REQUEST
 from ..types import Answer
-from .bench_modes import ModeRun, run_staged
-from .bench_workload import CountingLLM, critical_path
-
-DEMO_REQUEST = "Count the objects in kite.jpg, read the text in sign.png, and read that text aloud."
+from .bench_modes import ModeRun, bound_of, run_staged, stage_seconds
+from .bench_workload import CountingLLM
 
 
 class EverydayRequest(BaseModel):
@@ -41,26 +40,15 @@ EVERYDAY = (
 )
 
 
-class RealRun(BaseModel):
-    """One request in one mode on the real stack."""
+class RealRun(ModeRun):
+    """One request in one mode on the real stack: LLM calls are the controller's plus one per LLM-served text task,
+    generated tokens the controller's (an LLM-served task's are not counted by it); a fresh process also has its peak
+    RSS, a failed one its last error line."""
 
-    mode: str
-    wall_s: float
-    llm_calls: int = 0  # the controller's calls, plus one per LLM-served text task
-    generated_tokens: int = 0  # the controller's generated tokens (an LLM-served task's are not counted by it)
-    llm_tasks: int = 0
-    plan_s: float = 0.0
-    answer_s: float = 0.0
-    first_expert_s: float | None = None
+    llm_calls: int = 0
+    generated_tokens: int = 0
     peak_rss_mib: float | None = None
-    ok: bool = True
     error: str | None = None
-
-    @property
-    def first_expert_fraction(self) -> float | None:
-        if self.first_expert_s is None or not self.plan_s:
-            return None
-        return self.first_expert_s / self.plan_s
 
 
 class RealRequestRuns(BaseModel):
@@ -104,22 +92,21 @@ def _from_answer(mode: str, wall: float, answer: Answer) -> RealRun:
         llm_tasks=llm_tasks,
         # planning as the run saw it: restoring the prompt cache and the planning call
         plan_s=answer.timings.get("planning", 0.0),
-        answer_s=sum(call.seconds for call in answer.llm_usage if call.stage == "response"),
+        answer_s=stage_seconds(answer, "response"),
         first_expert_s=answer.timings.get("first_task"),
+        expert_s={r.task_id: r.seconds for r in answer.results if r.seconds is not None},
         ok=answer.error is None and all(r.status == "ok" for r in answer.results),
         error=answer.error,
     )
 
 
-def run_fresh(
-    request: str, inputs: Path, output_dir: Path, env: dict[str, str] | None = None, timeout: float = 600.0
-) -> RealRun:
+def run_fresh(request: str, inputs: Path, output_dir: Path, timeout: float = 600.0) -> RealRun:
     """`hugginggpt run --json` in a new process: its wall time from start to exit and its peak RSS."""
     argv = [sys.executable, "-m", "hugginggpt", "run", request, "--inputs", str(inputs), "--json"]
     argv += ["--output-dir", str(output_dir)]
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         start = time.perf_counter()
-        process = subprocess.Popen(argv, stdout=stdout, stderr=stderr, env={**os.environ, **(env or {})})
+        process = subprocess.Popen(argv, stdout=stdout, stderr=stderr)
         deadline = start + timeout
         while (waited := os.wait4(process.pid, os.WNOHANG))[0] == 0:
             if time.perf_counter() > deadline:
@@ -148,31 +135,8 @@ async def run_staged_real(gpt: HuggingGPT, request: str, inputs: Path, output_di
     run: ModeRun = await run_staged(
         request, output_dir, llm=llm, experts=gpt.experts, catalog=gpt.catalog, planner=gpt.planner, inputs=[inputs]
     )
-    return RealRun(
-        mode="staged",
-        wall_s=run.wall_s,
-        llm_calls=run.llm_calls + run.llm_tasks,  # an LLM-served task calls the LLM directly, not the counted one
-        llm_tasks=run.llm_tasks,
-        generated_tokens=run.generated_tokens,
-        plan_s=run.plan_s,
-        answer_s=run.answer_s,
-        first_expert_s=run.first_expert_s,
-        ok=run.ok,
-    )
-
-
-def bound_of(answer_run: RealRun, answer: Answer) -> RealRun:
-    deps = {t.id: list(t.dep) for t in answer.plan}
-    durations = {r.task_id: r.seconds for r in answer.results if r.seconds is not None}
-    return RealRun(
-        mode="bound",
-        wall_s=critical_path(answer_run.plan_s, answer_run.answer_s, durations, deps),
-        llm_calls=answer_run.llm_calls,
-        generated_tokens=answer_run.generated_tokens,
-        llm_tasks=answer_run.llm_tasks,
-        plan_s=answer_run.plan_s,
-        answer_s=answer_run.answer_s,
-    )
+    # an LLM-served task calls the LLM directly, not the counted one
+    return RealRun(**{**run.model_dump(), "llm_calls": run.llm_calls + run.llm_tasks})
 
 
 async def run_workload_b(
@@ -182,7 +146,6 @@ async def run_workload_b(
     *,
     requests: Sequence[EverydayRequest] = EVERYDAY,
     staged: bool = True,
-    env: dict[str, str] | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> WorkloadBReport:
     """Fresh-process runs first (nothing of this process's LLM is loaded yet, so they do not share the CPU with
@@ -190,7 +153,7 @@ async def run_workload_b(
     runs: dict[str, dict[str, RealRun]] = {r.name: {} for r in requests}
     for item in requests:
         progress(f"workload B, {item.name}: a fresh process")
-        runs[item.name]["ours-fresh"] = run_fresh(item.request, inputs, output_dir / item.name / "fresh", env)
+        runs[item.name]["ours-fresh"] = run_fresh(item.request, inputs, output_dir / item.name / "fresh")
     load = getattr(gpt.llm, "load", None)
     if load is not None:
         progress("workload B: loading the controller LLM in this process")
@@ -204,7 +167,7 @@ async def run_workload_b(
         answer = await gpt.run(item.request, inputs=[inputs], output_dir=out / "warm")
         warm = _from_answer("ours-warm", time.perf_counter() - start, answer)
         runs[item.name]["ours-warm"] = warm
-        runs[item.name]["bound"] = bound_of(warm, answer)
+        runs[item.name]["bound"] = bound_of({t.id: t.dep for t in answer.plan}, warm)
         if staged:
             progress(f"workload B, {item.name}: staged")
             runs[item.name]["staged"] = await run_staged_real(gpt, item.request, inputs, out / "staged")

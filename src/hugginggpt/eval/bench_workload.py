@@ -51,6 +51,11 @@ class BenchRequest(BaseModel):
     def graph(self) -> bool:
         return len(self.tasks) > 1
 
+    @property
+    def deps(self) -> dict[int, list[int]]:
+        """The task graph: each task's id and the ids it depends on."""
+        return {t["id"]: t["dep"] for t in self.tasks}
+
     def plan_reply(self) -> str:
         return json.dumps({"tasks": self.tasks}, ensure_ascii=False)
 

@@ -142,6 +142,16 @@ def demo_inputs(files: VisionFiles | None = None) -> Path:
     return (files or VisionFiles.default()).demo
 
 
+# The demo uses three embedded experts in one graph: COCO detection, OCR, and text-to-speech fed by the OCR.
+DEMO_REQUEST = "Count the objects in kite.jpg, read the text in sign.png, and read that text aloud."
+DEMO_FILES = ("kite.jpg", "sign.png")
+
+
+def missing_demo_files(folder: Path) -> list[str]:
+    """The files the demo request needs that are not in `folder` (empty once `hugginggpt setup` ran)."""
+    return [name for name in DEMO_FILES if not (folder / name).is_file()]
+
+
 def read_manifest(files: VisionFiles) -> dict[str, Any]:
     try:
         data = json.loads(files.manifest.read_text())
