@@ -17,6 +17,7 @@ T = TypeVar("T")
 
 RunStatus = Literal["running", "done", "failed", "cancelled", "interrupted"]
 FileKind = Literal["upload", "artifact"]
+INTERRUPTED = "the server stopped during this run"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -150,12 +151,22 @@ class Store:
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(_SCHEMA)
-        db.execute(
-            "UPDATE runs SET status = 'interrupted', error = 'the server stopped during this run', finished_at = ? "
-            "WHERE status = 'running'",
-            (time.time(),),
-        )
         self._db = db
+        with self._transaction():
+            for row in db.execute("SELECT id, conversation_id, request FROM runs WHERE status = 'running'").fetchall():
+                self._interrupt(db, row["id"], row["conversation_id"], row["request"])
+
+    def _interrupt(self, db: sqlite3.Connection, run_id: str, conversation_id: str, request: str) -> None:
+        """End a run a killed process left running as a finished run ends: its status and error, the events a
+        follower needs (a start and an end), and the reply later turns see, so the history still alternates."""
+        start = {"run_id": run_id, "conversation_id": conversation_id, "request": request}
+        end = {"run_id": run_id, "status": "interrupted", "error": INTERRUPTED}
+        events = [{"seq": 0, "type": "run.start", "data": start}, {"seq": 1, "type": "run.end", "data": end}]
+        db.execute(
+            "UPDATE runs SET status = 'interrupted', error = ?, events = ?, finished_at = ? WHERE id = ?",
+            (INTERRUPTED, json.dumps(events), time.time(), run_id),
+        )
+        self._insert_message(db, conversation_id, "assistant", f"(this request did not finish: {INTERRUPTED})", run_id)
 
     @property
     def _conn(self) -> sqlite3.Connection:
