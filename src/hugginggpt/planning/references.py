@@ -19,6 +19,8 @@ _NAMED_FILE = re.compile(rf"(?:{_SCHEME})?[^\s'\"<>()\[\],;]+{_EXTENSION}\b", re
 _SEPARATORS = re.compile(r"\s*(?:,|;|\band\b|\n)\s*")
 BRACKETED_FILE = re.compile(rf"<\s*((?:{_SCHEME})?[^<>\s]+{_EXTENSION})\s*>", re.IGNORECASE)
 _URL = re.compile(rf"^{_SCHEME}\S+$", re.IGNORECASE)
+# A placeholder's task number has at most this many digits (plans have a handful of tasks; int() refuses 4300+).
+_MAX_NUMBER_DIGITS = 6
 # What a constrained decoder may write in a media argument: `<resource>-N`, or a file name or URL without `<>`.
 MEDIA_PATTERN = r'^(<resource>-[0-9]{1,2}|[^<>"\\\n\r\t]{1,200})$'
 
@@ -31,13 +33,26 @@ _FILE_EXTENSIONS = {
 _FILE_NAME = re.compile(rf"^(?:{_SCHEME})?[^\s'\"<>]+\.([A-Za-z0-9]{{2,5}})$", re.IGNORECASE)
 
 
+def short(value: object, limit: int = 60) -> str:
+    """`value` quoted for an error message, cut to `limit` characters."""
+    text = value if isinstance(value, str) else str(value)
+    return repr(text[:limit] + "…") if len(text) > limit else repr(text)
+
+
+def task_number(digits: str) -> int:
+    """The task number a placeholder names; a PlanError when it is absurdly long."""
+    if len(digits) > _MAX_NUMBER_DIGITS:
+        raise PlanError(f"placeholder task number {short(digits, 12)} is too long; write <resource>-N of a task")
+    return int(digits)
+
+
 def normalize_placeholders(value: str) -> str:
     """Rewrite every placeholder form to `<resource>-N` and unwrap file names in angle brackets; reject a
     placeholder without a number."""
     if _BARE_PLACEHOLDER.search(value):
-        raise PlanError(f"placeholder without a task number in {value!r}; write <resource>-N")
+        raise PlanError(f"placeholder without a task number in {short(value)}; write <resource>-N")
     value = BRACKETED_FILE.sub(lambda m: m.group(1), value)  # `<photo.jpg>` means photo.jpg
-    return _PLACEHOLDER.sub(lambda m: f"<resource>-{int(m.group(1))}", value)
+    return _PLACEHOLDER.sub(lambda m: f"<resource>-{task_number(m.group(1))}", value)
 
 
 def file_kind(value: str) -> str | None:
@@ -57,13 +72,13 @@ def media_kind(value: str) -> str | None:
 
 
 def references(value: str) -> list[int]:
-    return [int(n) for n in _RESOURCE.findall(value)]
+    return [task_number(n) for n in _RESOURCE.findall(value)]
 
 
 def _only_reference(value: str) -> int | None:
     """N when `value` is exactly `<resource>-N`."""
     match = _RESOURCE.fullmatch(value.strip())
-    return int(match.group(1)) if match else None
+    return task_number(match.group(1)) if match else None
 
 
 def _split_resources(value: str) -> list[str]:

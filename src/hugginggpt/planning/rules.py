@@ -28,6 +28,8 @@ from .references import (
     media_kind,
     normalize_placeholders,
     references,
+    short,
+    task_number,
 )
 
 MAX_TASKS = 8
@@ -91,7 +93,7 @@ class PlanBuilder:
         task_type = self.table.resolve(name)
         if task_type is None:
             known = ", ".join(self.table.names())
-            raise PlanError(f"{where}: unknown task type {name!r}; available types: {known}")
+            raise PlanError(f"{where}: unknown task type {short(name)}; available types: {known}")
         where = f"task {llm_id} ({task_type.name})"
         args = self._args(raw.get("args", {}), task_type, llm_id, where)
         if _compares_with_itself(task_type, args):
@@ -149,7 +151,7 @@ class PlanBuilder:
         for raw_key, raw_value in raw_args.items():
             key = str(raw_key).strip().lower()
             if key not in task_type.arg_keys:
-                raise PlanError(f"{where}: unknown argument {raw_key!r}; it takes {', '.join(task_type.arg_keys)}")
+                raise PlanError(f"{where}: unknown argument {short(raw_key)}; it takes {', '.join(task_type.arg_keys)}")
             if raw_value is None or raw_value == "" or raw_value == []:
                 continue
             if isinstance(raw_value, list):
@@ -236,7 +238,7 @@ class PlanBuilder:
             )
 
         def expand(match: re.Match[str]) -> str:
-            return ", ".join(f"<resource>-{i}" for i in self._ids[int(match.group(1))])
+            return ", ".join(f"<resource>-{i}" for i in self._ids[task_number(match.group(1))])
 
         return _RESOURCE.sub(expand, value)
 
@@ -314,14 +316,16 @@ class PlanBuilder:
         return [dict(combo) for combo in itertools.product(*choices)]
 
 
+_INT_TEXT = re.compile(r"\s*-?[0-9]{1,9}\s*")
+
+
 def _as_int(value: Any, field: str) -> int:
-    if isinstance(value, bool):
-        raise PlanError(f"task {field} must be an integer, got {value!r}")
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _INT_TEXT.fullmatch(value):
         return int(value)
-    raise PlanError(f"task {field} must be an integer, got {value!r}")
+    shown = value if isinstance(value, str) else json.dumps(value, default=str)
+    raise PlanError(f"task {field} must be an integer, got {short(shown)}")
 
 
 def raw_tasks(value: Any) -> list[Any]:
@@ -348,22 +352,29 @@ def _check_cycles(items: list[Any]) -> None:
         except PlanError:
             continue
         text = json.dumps(item.get("args", {}))
-        graph.setdefault(node, set()).update(int(n) for n in _PLACEHOLDER.findall(text))
-    state: dict[int, int] = {}
-
-    def visit(node: int, path: list[int]) -> None:
-        state[node] = 1
-        for nxt in graph.get(node, set()) - {node}:  # a self-reference gets its own message later
-            if state.get(nxt) == 1:
+        graph.setdefault(node, set()).update(task_number(n) for n in _PLACEHOLDER.findall(text))
+    done: set[int] = set()
+    for start in graph:
+        if start in done:
+            continue
+        # Depth-first without recursion (a long chain must not hit Python's recursion limit): the path so far,
+        # and for each node on it the neighbours still to visit.
+        path, todo = [start], [sorted(graph[start] - {start})]  # a self-reference gets its own message later
+        on_path = {start}
+        while path:
+            if not todo[-1]:
+                on_path.discard(path[-1])
+                done.add(path.pop())
+                todo.pop()
+                continue
+            nxt = todo[-1].pop()
+            if nxt in on_path:
                 cycle = [*path[path.index(nxt) :], nxt]
-                raise PlanError("the plan has a cycle: " + " -> ".join(f"task {n}" for n in cycle))
-            if nxt in graph and nxt not in state:
-                visit(nxt, [*path, nxt])
-        state[node] = 2
-
-    for node in graph:
-        if node not in state:
-            visit(node, [node])
+                raise PlanError("the plan has a cycle: " + " -> ".join(f"task {n}" for n in cycle[:12]))
+            if nxt in graph and nxt not in done:
+                path.append(nxt)
+                on_path.add(nxt)
+                todo.append(sorted(graph[nxt] - {nxt}))
 
 
 def validate_plan(value: Any, table: TaskTable, max_tasks: int = MAX_TASKS, **context: Any) -> Plan:
