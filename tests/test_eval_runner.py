@@ -69,7 +69,7 @@ async def test_run_scores_parsed_and_unparsable_plans(data):
     assert predictions[0].llm_calls == 1
     assert predictions[1].plan is None
     assert "unknown argument 'image'" in predictions[1].error
-    assert predictions[1].llm_calls == 2  # the plan, then the one repair request
+    assert predictions[1].llm_calls == 3  # the plan, the one repair request, then the single-task fallback
     overall = report.variants["taskbench"]["overall"]
     assert (overall.samples, overall.parsed, overall.parse_rate) == (2, 1, 50.0)
     assert overall.node_f1 == overall.edge_f1 == overall.t_f1 == overall.v_f1 == 100.0
@@ -89,7 +89,7 @@ async def test_the_prompt_lists_the_taskbench_tools_as_task_types(data):
     assert "- automatic-speech-recognition(audio) -> text" in messages[0].content
     assert "object-detection(" not in messages[0].content
     assert messages[-1].content == ROWS[0]["instruction"]
-    branches = schema["properties"]["tasks"]["items"]["anyOf"]
+    branches = schema["$defs"]["task-0"]["anyOf"]
     assert [b["properties"]["task"]["enum"] for b in branches] == [
         ["automatic-speech-recognition"],
         ["summarization"],
@@ -180,8 +180,8 @@ def test_cli_prints_a_json_report_and_saves_predictions(data, endpoint, tmp_path
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["samples"] == 2
     assert report["variants"]["taskbench"]["chain"]["edge_f1"] == 100.0
-    assert report["prompt_tokens_per_sample"] == 150.0  # 100, and 200 for the plan plus its repair
-    assert report["generated_tokens_per_sample"] == 30.0  # 20, and 40
+    assert report["prompt_tokens_per_sample"] == 200.0  # 100, and 300 for the plan, its repair and the fallback
+    assert report["generated_tokens_per_sample"] == 40.0  # 20, and 60
     assert report["planner"] == "ours" and "planners" not in report
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 2 and "planner" not in lines[0]
@@ -223,8 +223,8 @@ def test_cli_reports_both_planners_on_the_same_rows(data, endpoint, tmp_path):
     ours, plain = report["planners"]["ours"], report["planners"]["plain"]
     assert (ours["planner"], plain["planner"]) == ("ours", "plain")
     assert ours["samples"] == plain["samples"] == 2
-    assert (ours["prompt_tokens_per_sample"], plain["prompt_tokens_per_sample"]) == (150.0, 100.0)
-    assert (ours["generated_tokens_per_sample"], plain["generated_tokens_per_sample"]) == (30.0, 20.0)
+    assert (ours["prompt_tokens_per_sample"], plain["prompt_tokens_per_sample"]) == (200.0, 100.0)
+    assert (ours["generated_tokens_per_sample"], plain["generated_tokens_per_sample"]) == (40.0, 20.0)
     assert "seconds_per_sample" in ours and "seconds_per_sample" in plain
     assert ours["variants"]["ours"]["overall"]["samples"] == plain["variants"]["ours"]["overall"]["samples"] == 2
     lines = [json.loads(line) for line in out.read_text().splitlines()]
@@ -249,7 +249,7 @@ def test_cli_prints_both_planners_side_by_side(data, endpoint):
     for n in overall:
         assert [cell for cell in lines[n] if cell != "│"][:3] == ["overall", "2", "ours"]
         assert [cell for cell in lines[n + 1] if cell != "│"][:2] == ["2", "plain"]
-    assert "ours: " in result.stdout and "150 prompt and 30 generated tokens a row" in result.stdout
+    assert "ours: " in result.stdout and "200 prompt and 40 generated tokens a row" in result.stdout
     assert "plain: " in result.stdout and "100 prompt and 20 generated tokens a row" in result.stdout
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator
 
 from hugginggpt.config import Settings
 from hugginggpt.errors import LLMError, ModelFileError, PlanError
@@ -241,6 +242,25 @@ async def test_a_plan_from_the_planning_schema_always_parses(llm):
     for task in plan["tasks"]:
         assert task["task"] in table
         assert set(task) == {"task", "id", "dep", "args"}
+
+
+@needs_smollm2
+async def test_a_plan_from_the_ordered_schema_refers_only_to_earlier_tasks(llm):
+    # llama.cpp turns the ordered schema (one tuple per plan length, tasks in $defs) into its grammar
+    table = TaskTable(DEFAULT_TASK_TYPES).subset({"image-to-text", "text-to-speech", "image-classification"})
+    schema = plan_schema(table, max_tasks=3, typed=True, ordered=True)
+    completion = await llm.complete(
+        [
+            Message(role="system", content='Reply with a JSON plan: {"tasks": [{"task", "id", "dep", "args"}]}.'),
+            Message(role="user", content="Classify photo.jpg, describe it, then read the description aloud."),
+        ],
+        json_schema=schema,
+        max_tokens=300,
+    )
+    assert completion.finish_reason == "stop"
+    plan = json.loads(completion.text)
+    Draft202012Validator(schema).validate(plan)
+    assert [task["id"] for task in plan["tasks"]] == list(range(len(plan["tasks"])))
 
 
 @needs_smollm2

@@ -195,7 +195,9 @@ async def test_empty_plan_answers_directly(tmp_path):
 
 
 async def test_unplannable_request_gives_an_answer_with_the_error(tmp_path):
-    gpt, _ = pipeline(tmp_path, Router("no idea", "still no idea"), [SleepExpert("summarization", "s", 0)])
+    gpt, _ = pipeline(
+        tmp_path, Router("no idea", "still no idea", "nor a single task"), [SleepExpert("summarization", "s", 0)]
+    )
     events = await collect(gpt, "???")
     answer = events[-1].data["answer"]
     assert answer["error"].startswith("no JSON found")
@@ -205,7 +207,7 @@ async def test_unplannable_request_gives_an_answer_with_the_error(tmp_path):
 
 async def test_a_plan_error_quoting_an_invented_file_stays_out_of_the_answer(tmp_path):
     bad = plan_json(("image-to-image", 0, [], {"image": "lighthouse_sunset.jpg", "text": "a lighthouse"}))
-    gpt, _ = pipeline(tmp_path, Router(bad, bad), [SleepExpert("summarization", "s", 0)], stream_plan=False)
+    gpt, _ = pipeline(tmp_path, Router(bad, bad, bad), [SleepExpert("summarization", "s", 0)], stream_plan=False)
     answer = await gpt.run("Draw a picture of a lighthouse at sunset.")
     assert "lighthouse_sunset.jpg" in answer.error and "lighthouse_sunset.jpg" not in answer.text
 

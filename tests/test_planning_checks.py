@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from hugginggpt.errors import PlanError
 from hugginggpt.llm.protocol import Message
@@ -353,14 +354,14 @@ async def test_without_dep_lists_a_plan_gets_its_dependencies_from_the_placehold
     )
     llm = ScriptedLLM(plan_text)
     planner = Planner(llm, TABLE, demos=DEMOS, deps=False)
-    schema_task = planner.schema["properties"]["tasks"]["items"]["anyOf"][0]
+    schema_task = planner.schema["$defs"]["task-0"]["anyOf"][0]
     assert "dep" not in schema_task["properties"] and "dep" not in schema_task["required"]
     system, *demos = planner.prefix()
     assert '"dep"' not in system.content and all('"dep"' not in m.content for m in demos)
     plan = await planner.plan("draw a cat and describe the picture")
     assert [(task.id, task.dep) for task in plan.tasks] == [(0, []), (1, [0])]
     with_deps = Planner(ScriptedLLM(), TABLE, demos=DEMOS)  # the default: each task lists its dep
-    assert "dep" in with_deps.schema["properties"]["tasks"]["items"]["anyOf"][0]["required"]
+    assert "dep" in with_deps.schema["$defs"]["task-1"]["anyOf"][0]["required"]
     assert '"dep": [' in with_deps.prefix()[0].content
 
 
@@ -374,3 +375,56 @@ def test_the_settings_choose_the_history_budget_and_how_many_bank_demos_are_retr
     fixed = [m.content for m in plain.messages("draw a dog in a hat") if m.role == "user"]
     more = [m.content for m in retrieving.messages("draw a dog in a hat") if m.role == "user"]
     assert len(more) == len(fixed) + 2 and more[: len(fixed) - 1] == fixed[:-1]
+
+
+def _valid(schema, value):
+    return Draft202012Validator(schema).is_valid(value)
+
+
+def test_an_ordered_schema_lets_a_task_use_only_the_tasks_before_it():
+    schema = plan_schema(
+        TABLE.subset({"image-to-text", "text-to-speech", "visual-question-answering"}), 3, typed=True, ordered=True
+    )
+    chain = [t("text-to-speech", 0, {"text": "hello"}), t("image-to-text", 1, {"image": "a.jpg"})]
+    assert _valid(schema, {"tasks": []})
+    assert _valid(schema, {"tasks": chain})
+    assert _valid(
+        schema,
+        {
+            "tasks": [
+                t("image-to-text", 0, {"image": "a.jpg"}),
+                t("visual-question-answering", 1, {"image": "<resource>-0", "text": "what?"}, [0]),
+            ]
+        },
+    )
+    for bad in (
+        [t("image-to-text", 0, {"image": "<resource>-0"})],  # itself
+        [t("image-to-text", 0, {"image": "a.jpg"}), t("image-to-text", 1, {"image": "<resource>-2"})],  # a later task
+        [t("image-to-text", 0, {"image": "a.jpg"}), t("image-to-text", 1, {"image": "b.jpg"}, [1])],  # dep on itself
+        [t("image-to-text", 1, {"image": "a.jpg"})],  # ids count from 0
+        [t("image-to-text", i, {"image": "a.jpg"}) for i in range(4)],  # more than max_tasks
+    ):
+        assert not _valid(schema, {"tasks": bad}), bad
+
+
+async def test_when_a_plan_and_its_repair_fail_one_task_on_the_inputs_comes_out():
+    self_ref = json.dumps({"tasks": [t("image-to-text", 0, {"image": "<resource>-0"})]})
+    single = json.dumps({"tasks": [t("image-to-text", 0, {"image": "photo.jpg"})]})
+    llm = ScriptedLLM("not a plan", "still not a plan", single)
+    planner = Planner(llm, TABLE, demos=DEMOS)
+    plan = await planner.plan("what is in photo.jpg?")
+    assert [(x.task, x.args) for x in plan.tasks] == [("image-to-text", {"image": "photo.jpg"})]
+    assert len(llm.calls) == 3
+    fallback = llm.calls[2][1]
+    assert llm.calls[2][0] == llm.calls[0][0]  # the same prompt, a narrower schema
+    assert not _valid(fallback, {"tasks": []})
+    assert not _valid(fallback, json.loads(self_ref))
+    two = [t("image-to-text", 0, {"image": "a.jpg"}), t("text-to-speech", 1, {"text": "<resource>-0"}, [0])]
+    assert not _valid(fallback, {"tasks": two})
+
+
+async def test_without_the_fallback_a_failed_repair_is_an_error():
+    llm = ScriptedLLM("not a plan", "still not a plan")
+    with pytest.raises(PlanError, match="no JSON"):
+        await Planner(llm, TABLE, demos=DEMOS, fallback=False).plan("what is in photo.jpg?")
+    assert len(llm.calls) == 2

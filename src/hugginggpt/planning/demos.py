@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from ..errors import PlanError
 from ..tasks import TaskTable
 from ..types import arg_modality
+from .matching import TypeMatcher
 from .rules import validate_plan
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -31,16 +32,18 @@ def load_bank() -> list[Demo]:
     return json.loads(source.read_text(encoding="utf-8"))
 
 
-def fit_demo(demo: Demo, table: TaskTable) -> Demo | None:
-    """`demo` as it must look for `table`: parameters the table's task types lack are dropped; None when a task is
-    missing from the table or the demo is not a valid plan for it."""
+def fit_demo(demo: Demo, table: TaskTable, matcher: TypeMatcher | None = None) -> Demo | None:
+    """`demo` as it must look for `table`: a task type the table lacks is renamed to the table's type doing the same
+    job when `matcher` finds one, and parameters the table's task types lack are dropped; None when a task type is
+    still missing or the demo is not a valid plan for the table."""
     tasks = []
     for task in demo["tasks"]:
-        task_type = table.get(task["task"])
+        name = task["task"] if matcher is None else matcher.match(task["task"])
+        task_type = table.get(name) if name is not None else None
         if task_type is None:
             return None
         args = {k: v for k, v in task["args"].items() if k in task_type.arg_keys or arg_modality(k) is not None}
-        tasks.append({**task, "args": args})
+        tasks.append({**task, "task": task_type.name, "args": args})
     try:
         validate_plan({"tasks": tasks}, table)
     except PlanError:
@@ -48,9 +51,9 @@ def fit_demo(demo: Demo, table: TaskTable) -> Demo | None:
     return {**demo, "tasks": tasks}
 
 
-def fit_demos(demos: Sequence[Demo], table: TaskTable) -> list[Demo]:
+def fit_demos(demos: Sequence[Demo], table: TaskTable, matcher: TypeMatcher | None = None) -> list[Demo]:
     """The demos usable with `table`, each fitted to it (see `fit_demo`)."""
-    return [fitted for demo in demos if (fitted := fit_demo(demo, table)) is not None]
+    return [fitted for demo in demos if (fitted := fit_demo(demo, table, matcher)) is not None]
 
 
 def _words(text: str) -> list[str]:
@@ -73,9 +76,9 @@ class DemoBank:
         self._idf = {word: math.log((1 + count) / (1 + n)) + 1 for word, n in frequency.items()}
         self._tfidf = [self._weigh(doc) for doc in documents]
 
-    def fit(self, table: TaskTable) -> DemoBank:
+    def fit(self, table: TaskTable, matcher: TypeMatcher | None = None) -> DemoBank:
         """The demos usable with `table` (see `fit_demo`), sharing this bank's embedder."""
-        return DemoBank(fit_demos(self.demos, table), self.embedder)
+        return DemoBank(fit_demos(self.demos, table, matcher), self.embedder)
 
     def _weigh(self, counts: Counter[str]) -> dict[str, float]:
         vector = {w: n * self._idf.get(w, 0.0) for w, n in counts.items()}

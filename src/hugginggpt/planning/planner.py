@@ -11,14 +11,16 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..embedding import SentenceEmbedder
 from ..errors import LLMError, PlanError
 from ..jsontext import ArrayElementStream
 from ..llm.protocol import LLM, Message
 from ..prompts import load_demos, render
-from ..tasks import TaskTable
+from ..tasks import DEFAULT_TASK_TYPES, TaskTable
 from ..types import Plan, Task
 from .demos import DemoBank, fit_demos, load_bank
 from .history import trim_history
+from .matching import TypeMatcher
 from .references import media_kind
 from .rules import MAX_TASKS, PlanBuilder, parse_plan, salvage_plan
 from .schema import plan_schema
@@ -53,6 +55,9 @@ class Planner:
         typed: bool = True,
         steps: bool = True,
         deps: bool = True,
+        ordered: bool = True,
+        matcher: TypeMatcher | None = None,
+        fallback: bool = True,
     ) -> None:
         self.llm = llm
         self.table = table
@@ -61,8 +66,9 @@ class Planner:
         self.repair = repair
         self.salvage = salvage
         all_demos = load_demos() if demos is None else demos
-        self.demos = fit_demos(all_demos, table)
-        self.bank = bank.fit(table) if bank is not None else None
+        self.demos = fit_demos(all_demos, table, matcher)
+        self.bank = bank.fit(table, matcher) if bank is not None else None
+        self.fallback = fallback
         self.retrieve = retrieve
         self.steps = steps
         self.deps = deps
@@ -70,10 +76,13 @@ class Planner:
         self.example_files = {
             v for d in shown for t in d["tasks"] for k, v in t["args"].items() if media_kind(v) is not None
         }
-        self.schema = plan_schema(table, max_tasks, typed=typed, steps=steps, deps=deps)
+        self.schema = plan_schema(table, max_tasks, typed=typed, steps=steps, deps=deps, ordered=ordered)
         # A repair fixes the plan it is shown: it may not give up and answer with no tasks at all.
         self.repair_schema = copy.deepcopy(self.schema)
-        self.repair_schema["properties"]["tasks"]["minItems"] = 1
+        _at_least_one(self.repair_schema)
+        # The last resort when a plan and its repair both fail: one task that uses only the request's inputs.
+        self.fallback_schema = plan_schema(table, 1, typed=typed, steps=steps, deps=deps, ordered=True)
+        _at_least_one(self.fallback_schema)
 
     @classmethod
     def from_settings(cls, llm: LLM, table: TaskTable, settings: Settings) -> Planner:
@@ -81,7 +90,9 @@ class Planner:
         from the shipped bank (`prompts/demo_bank.json`, by word overlap) on top of the fixed ones."""
         retrieve = settings.plan_retrieved_demos
         bank = DemoBank(load_bank()) if retrieve else None
-        return cls(llm, table, history_tokens=settings.history_tokens, bank=bank, retrieve=retrieve)
+        embedder = SentenceEmbedder(threads=settings.expert_threads)
+        matcher = TypeMatcher(DEFAULT_TASK_TYPES, table, embedder) if embedder.available else None
+        return cls(llm, table, history_tokens=settings.history_tokens, bank=bank, retrieve=retrieve, matcher=matcher)
 
     def select_demos(self, request: str, history: Sequence[Message] = ()) -> list[dict[str, Any]]:
         """The demos for this request: the fixed ones, then those retrieved for it (most similar last). Demos with
@@ -197,7 +208,23 @@ class Planner:
                     return partial
         if second is None:
             return fixed
+        if self.fallback:
+            try:
+                single = await llm.complete(messages, json_schema=self.fallback_schema, max_tokens=512)
+                if single.finish_reason != "length":
+                    return parse_plan(single.text, self.table, self.max_tasks, adapt=adapt, **context)
+            except (LLMError, PlanError):
+                pass
         raise PlanError(f"{error} (and the repair attempt failed: {second})") from None
+
+
+def _at_least_one(schema: dict[str, Any]) -> None:
+    """Make `schema` refuse an empty plan."""
+    tasks = schema["properties"]["tasks"]
+    if "anyOf" in tasks:  # ordered: one form per plan length, the first the empty plan
+        tasks["anyOf"] = tasks["anyOf"][1:]
+    else:
+        tasks["minItems"] = 1
 
 
 def plan_to_json(tasks: Iterable[Task]) -> list[dict[str, Any]]:

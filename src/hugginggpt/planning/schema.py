@@ -9,9 +9,17 @@ from ..types import arg_modality
 from .references import MEDIA_PATTERN
 from .rules import MAX_ARG_CHARS, MAX_TASKS
 
+_MEDIA_VALUE = r'[^<>"\\\n\r\t]{1,200}'  # a file name or URL, as MEDIA_PATTERN allows it
+
 
 def plan_schema(
-    table: TaskTable, max_tasks: int = MAX_TASKS, *, typed: bool = False, steps: bool = False, deps: bool = True
+    table: TaskTable,
+    max_tasks: int = MAX_TASKS,
+    *,
+    typed: bool = False,
+    steps: bool = False,
+    deps: bool = True,
+    ordered: bool = False,
 ) -> dict[str, Any]:
     """JSON schema for a plan: task names as an enum, argument keys as known properties, bounded sizes.
 
@@ -20,36 +28,75 @@ def plan_schema(
     `steps=True` each task starts with a `step`: the part of the request it does, in the user's words. With
     `deps=False` a task has no `dep` list: the dependencies are the tasks its `<resource>-N` arguments name, which
     is what validation keeps of a `dep` anyway.
+
+    With `ordered=True` the schema knows each task's place: the task at position i has id i, and its `dep` and
+    media arguments can name only tasks 0..i-1 (one tuple per plan length, tasks in `$defs`), so a decoder bound
+    to it cannot write a task that uses itself or a later task.
     """
     keys: list[str] = []
     for task_type in table:
         keys.extend(k for k in task_type.arg_keys if k not in keys)
+    if not ordered:
+        tasks: dict[str, Any] = {
+            "type": "array",
+            "items": _items(table, keys, typed, steps, deps),
+            "maxItems": max_tasks,
+        }
+        return _plan(tasks)
+    defs = {f"task-{i}": _items(table, keys, typed, steps, deps, position=i) for i in range(max_tasks)}
+    lengths = [
+        {
+            "type": "array",
+            "prefixItems": [{"$ref": f"#/$defs/task-{i}"} for i in range(n)],
+            "minItems": n,
+            "maxItems": n,
+        }
+        for n in range(max_tasks + 1)
+    ]
+    return {**_plan({"anyOf": lengths}), "$defs": defs}
+
+
+def _plan(tasks: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": {"tasks": tasks}, "required": ["tasks"], "additionalProperties": False}
+
+
+def _items(
+    table: TaskTable, keys: list[str], typed: bool, steps: bool, deps: bool, position: int | None = None
+) -> dict[str, Any]:
     if typed:
-        items: dict[str, Any] = {"anyOf": [_task_schema([t.name], t.arg_keys, t.inputs, steps, deps) for t in table]}
-    else:
-        items = _task_schema(table.names(), keys, [], steps, deps)
-    return {
-        "type": "object",
-        "properties": {"tasks": {"type": "array", "items": items, "maxItems": max_tasks}},
-        "required": ["tasks"],
-        "additionalProperties": False,
-    }
+        return {"anyOf": [_task_schema([t.name], t.arg_keys, t.inputs, steps, deps, position) for t in table]}
+    return _task_schema(table.names(), keys, [], steps, deps, position)
 
 
 def _task_schema(
-    names: list[str], keys: list[str], required: list[str], steps: bool = False, deps: bool = True
+    names: list[str],
+    keys: list[str],
+    required: list[str],
+    steps: bool = False,
+    deps: bool = True,
+    position: int | None = None,
 ) -> dict[str, Any]:
     args: dict[str, Any] = {
         "type": "object",
-        "properties": {k: _arg_schema(k) for k in keys},
+        "properties": {k: _arg_schema(k, position) for k in keys},
         "additionalProperties": False,
     }
     if required:
         args["required"] = required
     properties: dict[str, Any] = {"step": {"type": "string", "maxLength": 120}} if steps else {}
-    properties |= {"task": {"type": "string", "enum": names}, "id": {"type": "integer", "minimum": 0, "maximum": 99}}
+    task_id: dict[str, Any] = (
+        {"type": "integer", "minimum": 0, "maximum": 99} if position is None else {"const": position}
+    )
+    properties |= {"task": {"type": "string", "enum": names}, "id": task_id}
     if deps:
-        properties["dep"] = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 99}, "maxItems": 4}
+        if position is None:
+            dep: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 99}
+            properties["dep"] = {"type": "array", "items": dep, "maxItems": 4}
+        elif position == 0:
+            properties["dep"] = {"type": "array", "prefixItems": [], "maxItems": 0}
+        else:
+            dep = {"type": "integer", "enum": list(range(position))}
+            properties["dep"] = {"type": "array", "items": dep, "maxItems": min(4, position)}
     properties["args"] = args
     return {
         "type": "object",
@@ -59,7 +106,12 @@ def _task_schema(
     }
 
 
-def _arg_schema(key: str) -> dict[str, Any]:
-    if arg_modality(key) in ("image", "audio", "video"):
+def _arg_schema(key: str, position: int | None = None) -> dict[str, Any]:
+    if arg_modality(key) not in ("image", "audio", "video"):
+        return {"type": "string", "maxLength": MAX_ARG_CHARS}
+    if position is None:
         return {"type": "string", "pattern": MEDIA_PATTERN}
-    return {"type": "string", "maxLength": MAX_ARG_CHARS}
+    if position == 0:  # nothing before it to refer to: a file name or URL
+        return {"type": "string", "pattern": f"^{_MEDIA_VALUE}$"}
+    earlier = "|".join(str(i) for i in range(position))
+    return {"type": "string", "pattern": f"^(<resource>-({earlier})|{_MEDIA_VALUE})$"}
