@@ -17,7 +17,11 @@ from typing import Any
 import httpx
 
 from helpers import OpenAIServer, Reply, role_of
+from hugginggpt.experts.protocol import ExpertContext, LocalExpert, Outputs
+from hugginggpt.types import ModelCard
 from localserver import free_port
+
+TESTS = str(Path(__file__).parent)
 
 
 def controller_plan(request: str) -> list[dict[str, Any]]:
@@ -33,12 +37,14 @@ def controller_plan(request: str) -> list[dict[str, Any]]:
 class Controller(OpenAIServer):
     """The controller LLM as an OpenAI-compatible endpoint. A plan for a request starting `slow` waits until
     `release` is set (a run in flight for as long as the test wants); `held` counts the plans waiting.
-    `answer_break_after` drops the connection of each answer stream after that many chunks."""
+    `plan_break_after` / `answer_break_after` drop the connection of each plan / answer stream after that many
+    chunks (of 5 characters)."""
 
-    def __init__(self, *, answer_break_after: int | None = None) -> None:
+    def __init__(self, *, plan_break_after: int | None = None, answer_break_after: int | None = None) -> None:
         super().__init__(self._reply)
         self.release = threading.Event()
         self.held = 0
+        self.plan_break_after = plan_break_after
         self.answer_break_after = answer_break_after
         self._count = threading.Lock()
 
@@ -51,7 +57,7 @@ class Controller(OpenAIServer):
                 with self._count:
                     self.held += 1
                 self.release.wait(120)
-            return Reply(json.dumps({"tasks": controller_plan(request)}))
+            return Reply(json.dumps({"tasks": controller_plan(request)}), break_after=self.plan_break_after)
         if role == "response":
             text = "Done: " + request.splitlines()[0][:80] + ". " + "It went as planned. " * 3
             return Reply(text, break_after=self.answer_break_after)
@@ -114,3 +120,65 @@ class ServeProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class SlowLabel(LocalExpert):
+    """text-classification on a model server: labels a text, or for a text with `hang` in it, says so in a file
+    beside the server's folder and then never answers (a model stuck mid-call)."""
+
+    def __init__(self, entered: Path) -> None:
+        super().__init__(
+            ModelCard(id="test/slow-label", task="text-classification", backend="embedded", available=True)
+        )
+        self.entered = entered
+
+    def predict(self, args: dict[str, str], ctx: ExpertContext) -> Outputs:
+        if "hang" in args["text"]:
+            self.entered.touch()
+            time.sleep(300)
+        return {"text": f"label: {len(args['text'])} characters"}
+
+
+def serve_models(port: int, root: str) -> None:
+    """The model server's process: `SlowLabel` behind the real model-server app on 127.0.0.1:`port`."""
+    from hugginggpt.experts.registry import ExpertRegistry
+    from hugginggpt.server.model_server import ModelHost, serve
+
+    folder = Path(root)
+    host = ModelHost(ExpertRegistry([SlowLabel(folder / "entered")]), folder / "requests")
+    serve(host, port=port, log_level="warning")
+
+
+class ModelServerProcess:
+    """`serve_models` in a child process on `port` (a free one by default); `kill()` sends SIGKILL."""
+
+    def __init__(self, root: Path, port: int | None = None) -> None:
+        self.root = root
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.entered = root / "entered"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ModelServerProcess:
+        self.entered.unlink(missing_ok=True)
+        code = f"import sys; sys.path.insert(0, {TESTS!r}); from faultkit import serve_models; serve_models(int(sys.argv[1]), sys.argv[2])"
+        argv = [sys.executable, "-c", code, str(self.port), str(self.root)]
+        self.process = subprocess.Popen(argv, env=clean_env())
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError("the model server exited before it was up")
+            try:
+                if httpx.get(f"{self.url}/running", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError("the model server did not start")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=20)

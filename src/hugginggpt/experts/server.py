@@ -113,8 +113,12 @@ class ServerBackend:
                 return {key: await self._output(client, value, ctx) for key, value in body["outputs"].items()}
         except httpx.TimeoutException:
             raise ExpertError(f"model server {url} gave no answer for {card.id} within {self.timeout:g} s") from None
-        except httpx.HTTPError as exc:
+        except httpx.ConnectError as exc:
             raise ExpertError(f"cannot reach model server {url}: {exc}") from None
+        except httpx.TransportError as exc:  # connected, then the server went away (killed, restarted, crashed)
+            raise ExpertError(f"model server {url} stopped answering during the call to {card.id}: {exc}") from None
+        except httpx.HTTPError as exc:
+            raise ExpertError(f"model server {url} failed on {card.id}: {exc}") from None
         except (ValueError, KeyError, TypeError) as exc:
             raise ExpertError(f"model server {url} sent a reply that cannot be read: {exc}") from None
 
@@ -131,21 +135,22 @@ class ServerBackend:
         path = ctx.output_path(suffix)
         digest = hashlib.sha256()
         size = 0
-        async with client.stream("GET", meta["url"]) as response:
-            if response.status_code != 200:
-                raise ExpertError(f"could not download {meta['url']}: HTTP {response.status_code}")
-            with path.open("wb") as handle:
-                async for block in response.aiter_bytes():
-                    size += len(block)
-                    if size > self.max_bytes:
-                        handle.close()
-                        path.unlink(missing_ok=True)
-                        raise ExpertError(f"artifact {meta['url']} is over {self.max_bytes} bytes")
-                    digest.update(block)
-                    handle.write(block)
-        if digest.hexdigest() != meta["sha256"]:
+        try:
+            async with client.stream("GET", meta["url"]) as response:
+                if response.status_code != 200:
+                    raise ExpertError(f"could not download {meta['url']}: HTTP {response.status_code}")
+                with path.open("wb") as handle:
+                    async for block in response.aiter_bytes():
+                        size += len(block)
+                        if size > self.max_bytes:
+                            raise ExpertError(f"artifact {meta['url']} is over {self.max_bytes} bytes")
+                        digest.update(block)
+                        handle.write(block)
+            if digest.hexdigest() != meta["sha256"]:
+                raise ExpertError(f"artifact {meta['url']} arrived damaged (sha256 mismatch)")
+        except BaseException:  # a part of a file (a dropped connection, a full disk) is never left as an output
             path.unlink(missing_ok=True)
-            raise ExpertError(f"artifact {meta['url']} arrived damaged (sha256 mismatch)")
+            raise
         artifact: Artifact = ctx.artifact(path, modality, meta.get("media_type"))
         return artifact
 

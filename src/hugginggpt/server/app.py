@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from .auth import ApiKeys, KeyLimiter, parse_keys
 from .deps import BODY_LIMIT_SCOPE_KEY, ApiError, Services, error_type
 from .files import Spaces
 from .runs import RunManager
-from .store import Store
+from .store import DiskFull, Store
 
 PAGE_DIR = Path(__file__).parent / "page"
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
@@ -78,6 +79,8 @@ def create_app(gpt: HuggingGPT, settings: Settings | None = None, *, allow_any_h
     app.state.services = svc
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(DiskFull, _disk_full)
+    app.add_exception_handler(OSError, _disk_full)
     app.include_router(api.router)
     app.include_router(completions.router)
     app.include_router(jarvis.router)
@@ -107,6 +110,14 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     else:
         body = {"error": {"message": str(exc.detail), "type": error_type(exc.status_code), "param": None, "code": None}}
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _disk_full(request: Request, exc: Exception) -> JSONResponse:
+    """507 when the database or the files folder is out of space: the request was not done, the client may retry."""
+    if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        raise exc
+    message = str(exc) if isinstance(exc, DiskFull) else f"the server's disk is full: {exc}"
+    return await _http_error(request, ApiError(507, message, code="disk_full"))
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

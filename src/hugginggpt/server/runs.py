@@ -4,6 +4,7 @@ followers, registers artifacts as files, and persists its outcome. Cancelling a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -20,6 +21,8 @@ from .files import PublicView, Spaces, is_artifact, new_id
 from .store import RunStatus, Store
 
 log = logging.getLogger("hugginggpt.server")
+# a run whose end could not be recorded (a full disk) is tried again after this, then twice as long each time
+RECORD_RETRY_SECONDS = 1.0
 
 
 class TooManyRuns(HuggingGPTError):
@@ -82,6 +85,7 @@ class RunManager:
         self.limiter = limiter
         self._live: dict[str, Run] = {}
         self._recording: set[asyncio.Task[None]] = set()
+        self._retrying: set[asyncio.Task[None]] = set()  # runs ended but not yet recorded (`_record_later`)
 
     def live(self, run_id: str, key_id: str) -> Run | None:
         run = self._live.get(run_id)
@@ -120,12 +124,19 @@ class RunManager:
         recording.add_done_callback(self._recording.discard)
 
     async def close(self) -> None:
-        """Cancel every live run (server shutdown) and wait until each has recorded how it ended."""
+        """Cancel every live run (server shutdown) and wait until each has recorded how it ended (a run still not
+        recorded after one last try is marked interrupted when the store opens next)."""
         runs = list(self._live.values())
         for run in runs:
             run.cancel()
         for run in runs:
             await run.wait()
+        unrecorded = list(self._live.values())
+        for retry in list(self._retrying):
+            retry.cancel()
+        for run in unrecorded:
+            with contextlib.suppress(Exception):
+                await self._record(run)
 
     async def _drive(self, run: Run, history: list[Message]) -> None:
         folder = self.spaces.folder(run.conversation_id)
@@ -190,17 +201,41 @@ class RunManager:
 
     async def _finish(self, run: Run, status: RunStatus) -> None:
         run.status = status
+        retrying = False
         try:
             run.append("run.end", {"run_id": run.id, "status": status, "error": run.error})
-            await self.store.finish_run(
-                run.id, status, answer=run.answer, events=run.events, error=run.error, reply=_assistant_text(run)
-            )
-        except Exception:
-            log.exception("run %s: could not record its end", run.id)
+            await self._record(run)
+        except Exception as exc:
+            # (a full disk): the run stays live, so it is still served as it ended, until a later try records it
+            log.warning("run %s: could not record its end (%s); trying again", run.id, exc)
+            retry = asyncio.get_running_loop().create_task(self._record_later(run), name=f"record-{run.id}")
+            self._retrying.add(retry)
+            retry.add_done_callback(self._retrying.discard)
+            retrying = True
         finally:
-            self._live.pop(run.id, None)
+            if not retrying:
+                self._live.pop(run.id, None)
             self.limiter.release(run.key_id)
             run.end()
+
+    async def _record(self, run: Run) -> None:
+        await self.store.finish_run(
+            run.id, run.status, answer=run.answer, events=run.events, error=run.error, reply=_assistant_text(run)
+        )
+
+    async def _record_later(self, run: Run) -> None:
+        delay = RECORD_RETRY_SECONDS
+        try:
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    await self._record(run)
+                    log.info("run %s: its end is recorded now", run.id)
+                    return
+                except Exception:
+                    delay = min(delay * 2, 30.0)
+        finally:
+            self._live.pop(run.id, None)
 
 
 def _assistant_text(run: Run) -> str:

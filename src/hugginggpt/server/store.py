@@ -13,6 +13,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
+from ..errors import HuggingGPTError
+
 T = TypeVar("T")
 
 RunStatus = Literal["running", "done", "failed", "cancelled", "interrupted"]
@@ -69,6 +71,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS files_by_name ON files (conversation_id, name)
 
 
 _RUN_COLUMNS_WITHOUT_EVENTS = "id, conversation_id, key_id, request, status, answer, error, created_at, finished_at"
+
+
+class DiskFull(HuggingGPTError):
+    """The disk under the database is full: nothing could be written (the transaction was rolled back)."""
 
 
 class ConversationRow(BaseModel):
@@ -140,7 +146,12 @@ class Store:
         self._thread.shutdown(wait=True)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        except sqlite3.OperationalError as exc:
+            if "full" not in str(exc):
+                raise
+            raise DiskFull(f"the server's disk is full: its database cannot be written ({exc})") from exc
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -362,7 +373,14 @@ class _Transaction:
         return self.db
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        try:
+            if kind is None:
+                self.db.execute("COMMIT")
+        finally:
+            # after an error, or a COMMIT that failed (a full disk), end the transaction unless SQLite already did,
+            # so the next one can begin
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
 
 
 def _run_row(row: dict[str, Any]) -> RunRow:
