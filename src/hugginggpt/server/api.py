@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -155,7 +156,26 @@ async def delete_conversation(conversation_id: str, svc: ServicesDep, who: Princ
     return {"id": row.id, "object": "conversation.deleted", "deleted": True}
 
 
-@router.post("/v1/files")
+# The multipart body `upload_file` reads itself, described for clients and for fuzzing the API from its schema.
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "file": {"type": "string", "format": "binary"},
+                    "conversation_id": {"type": "string"},
+                    "purpose": {"type": "string"},
+                },
+                "required": ["file"],
+            }
+        }
+    },
+}
+
+
+@router.post("/v1/files", openapi_extra={"requestBody": _UPLOAD_BODY})
 async def upload_file(request: Request, svc: ServicesDep, who: PrincipalDep) -> dict:
     """Multipart upload: `file`, optional `conversation_id` (default: a new conversation) and `purpose`."""
     limit = svc.settings.max_upload_bytes
@@ -258,7 +278,7 @@ async def run_events(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> EventSourceResponse:
     """The run's events as SSE: everything so far, then live ones until it ends (a finished run is replayed)."""
-    if last_event_id is not None and last_event_id.strip().isdigit():
+    if last_event_id is not None and re.fullmatch(r"\s*[0-9]{1,18}\s*", last_event_id):
         after = max(after, int(last_event_id))
     live = svc.runs.live(run_id, who.key_id)
     if live is not None:

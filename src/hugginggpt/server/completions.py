@@ -240,7 +240,7 @@ def _read_content(content: str | list[dict[str, Any]] | None, limit: int) -> tup
         if kind == "text":
             texts.append(str(part.get("text", "")))
         elif kind == "image_url":
-            url = str((part.get("image_url") or {}).get("url", ""))
+            url = str(_field(part, "image_url").get("url", ""))
             if url.startswith("data:"):
                 media_type, data = _decode_data_url(url, limit)
                 attachments.append(_Attachment(filename=f"image-{index}{_SUFFIX.get(media_type, '.png')}", data=data))
@@ -249,12 +249,12 @@ def _read_content(content: str | list[dict[str, Any]] | None, limit: int) -> tup
             else:
                 raise ApiError(400, "image_url must be an http(s) URL or a base64 data URL", param="messages")
         elif kind == "input_audio":
-            audio = part.get("input_audio") or {}
+            audio = _field(part, "input_audio")
             fmt = re.sub(r"[^a-z0-9]", "", str(audio.get("format", "wav")).lower()) or "wav"
             data = _decode_base64(str(audio.get("data", "")), limit)
             attachments.append(_Attachment(filename=f"audio-{index}.{fmt}", data=data))
         elif kind == "file":
-            file = part.get("file") or {}
+            file = _field(part, "file")
             if file.get("file_id"):
                 file_ids.append(str(file["file_id"]))
             elif file.get("file_data"):
@@ -268,6 +268,14 @@ def _read_content(content: str | list[dict[str, Any]] | None, limit: int) -> tup
         else:
             raise ApiError(400, f"unsupported content part type {kind!r}", param="messages")
     return "\n".join(t for t in texts if t), attachments, file_ids
+
+
+def _field(part: dict[str, Any], key: str) -> dict[str, Any]:
+    """The object a content part keeps under `key` (`{"type": "file", "file": {...}}`); a 400 when it is not one."""
+    value = part.get(key) or {}
+    if not isinstance(value, dict):
+        raise ApiError(400, f"a {key} content part needs an object in {key!r}", param="messages")
+    return value
 
 
 def _decode_data_url(url: str, limit: int) -> tuple[str, bytes]:
