@@ -42,7 +42,7 @@ def bench_server(
     render.print_server_bench(report)
 
 
-WORKLOADS = ("all", "a", "b", "server", "llm")
+WORKLOADS = ("all", "a", "b", "server", "llm", "load")
 
 
 @app.command()
@@ -54,7 +54,9 @@ def bench(
         typer.Option(
             help="all: everything below; a: scripted LLM and timed experts (no model, seconds); b: the real "
             "embedded stack on everyday requests, fresh process and warm (minutes); server: the server with the "
-            "embedded LLM at 1 and 4 concurrent requests; llm: the controller LLM's cold/warm planning"
+            "embedded LLM at 1 and 4 concurrent requests; llm: the controller LLM's cold/warm planning; load (not in "
+            "all): 50 conversations over 5 API keys for 30 s on the scripted LLM, checked for lost requests and "
+            "cross-key reads (python -m hugginggpt.server.load for other sizes)"
         ),
     ] = "all",
     time_scale: Annotated[
@@ -126,5 +128,14 @@ def bench(
         data["server"] = {**server.model_dump(), "ratios": server.ratios()}
         if not as_json:
             render.print_server_bench(server)
+    if "load" in chosen:
+        server_modules()
+        from ..server.load import run_load
+
+        progress("load: 50 conversations over 5 API keys for 30 s (scripted LLM)")
+        load = run_load()
+        data["load"] = load.model_dump()
+        if not as_json:
+            render.out.print("\n".join(load.lines()), soft_wrap=True, markup=False)
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")

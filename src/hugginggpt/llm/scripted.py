@@ -68,7 +68,9 @@ class ScriptedLLM:
 
     async def warm(self, prefix: Sequence[Message]) -> None:
         """Count `prefix` as read (a prompt cache restored it): later prompts that start with it skip reading it."""
-        self._read.append(_flatten(prefix))
+        flat = _flatten(prefix)
+        if flat not in self._read:  # kept once, however many runs warm it (a server warms it every run)
+            self._read.append(flat)
 
     async def complete(
         self,
