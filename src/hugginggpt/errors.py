@@ -31,3 +31,7 @@ class CatalogError(HuggingGPTError, RuntimeError):
 
 class ExpertError(HuggingGPTError, RuntimeError):
     """An expert model failed on its input, or is not available."""
+
+
+class RayUnavailable(HuggingGPTError, RuntimeError):
+    """The Ray executor cannot start: the `ray` extra is missing, or the cluster's address cannot be reached."""

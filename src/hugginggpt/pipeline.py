@@ -12,7 +12,7 @@ from . import followup
 from .account import render_account, split_answer
 from .catalog import ModelCatalog
 from .config import Settings
-from .errors import HuggingGPTError, PlanError
+from .errors import HuggingGPTError, PlanError, RayUnavailable
 from .execution import Executor, LocalExecutor, Scheduler
 from .experts.registry import ExpertRegistry
 from .facts import task_facts
@@ -55,6 +55,20 @@ def default_experts(settings: Settings, llm: LLM | None = None) -> tuple[ExpertR
     return experts, catalog
 
 
+def executor_from_settings(settings: Settings, experts: ExpertRegistry) -> Executor:
+    """The executor the settings choose: `local` (this process) or `ray` (expert actors on a Ray cluster, whose
+    actors build the default experts). RayUnavailable when Ray is missing or cannot be reached."""
+    if settings.executor == "ray":
+        try:
+            from .distributed import RayExecutor
+        except ModuleNotFoundError as exc:
+            if exc.name != "ray":
+                raise
+            raise RayUnavailable("the ray executor needs the `ray` extra: pip install 'hugginggpt[ray]'") from None
+        return RayExecutor.from_settings(settings, experts)
+    return LocalExecutor(experts, settings.max_concurrency)
+
+
 class HuggingGPT:
     """The four-stage pipeline. Everything it uses is passed in, so tests build it from real parts."""
 
@@ -72,7 +86,7 @@ class HuggingGPT:
         self.experts = experts
         self.settings = settings or Settings()
         self.catalog = catalog or ModelCatalog(experts.cards())
-        self.executor = executor or LocalExecutor(experts, self.settings.max_concurrency)
+        self.executor = executor or executor_from_settings(self.settings, experts)
         # the full table: a request is planned as asked, and a task no installed model serves fails saying so
         self.task_types = task_types or TaskTable(DEFAULT_TASK_TYPES)
         self.planner = Planner.from_settings(llm, self.task_types, self.settings)

@@ -52,6 +52,15 @@ class Plan(BaseModel):
         raise KeyError(task_id)
 
 
+class Resources(BaseModel):
+    """What one instance of a model needs where it runs: CPUs, GPUs (fractions allowed) and memory. The Ray
+    executor asks for them for each of the model's actors, so a GPU model lands on a node with a GPU."""
+
+    num_cpus: float | None = Field(None, ge=0)
+    num_gpus: float | None = Field(None, ge=0)
+    memory_mb: int | None = Field(None, ge=1)
+
+
 class ModelCard(BaseModel):
     """What the catalogue knows about one model for one task type."""
 
@@ -78,6 +87,7 @@ class ModelCard(BaseModel):
     composed_from: list[str] = Field(
         default_factory=list, description="the real models a composed expert is built from (empty: a model itself)"
     )
+    resources: Resources | None = Field(None, description="what the model needs where it runs (none: the defaults)")
 
 
 class Selection(BaseModel):

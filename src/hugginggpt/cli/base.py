@@ -20,6 +20,12 @@ eval_app = typer.Typer(help="Measure the pipeline.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
 
+ExecutorOption = Annotated[
+    str | None,
+    typer.Option("--executor", help="where experts run: local (this process) or ray (Ray actors; HUGGINGGPT_EXECUTOR)"),
+]
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one error line; the caller raises what this returns."""
     err.print(f"[bold red]error:[/] {message}", soft_wrap=True)

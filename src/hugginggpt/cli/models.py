@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -14,7 +14,7 @@ from ..config import Settings
 from ..errors import HuggingGPTError
 from ..types import ModelCard
 from . import render
-from .base import app, catalog_app, fail, settings_of
+from .base import ExecutorOption, app, catalog_app, fail, settings_of
 from .render import err
 
 
@@ -27,12 +27,15 @@ def models(
     measure: Annotated[
         bool, typer.Option("--measure", help="load each embedded expert and time it on a sample input")
     ] = False,
+    executor: ExecutorOption = None,
 ) -> None:
-    """The model catalogue per task type: which experts can run now, and from which backend."""
-    settings = settings_of(ctx)
+    """The model catalogue per task type: which experts can run now, and from which backend. With `--executor ray`,
+    also the Ray cluster's nodes and the expert actors up on it (of every process), where, with what memory."""
+    settings = settings_of(ctx, executor=executor)
     if measure:
         _measure(settings, as_json)
         return
+    ray_status = _ray_status(settings) if settings.executor == "ray" else None
     cards, note = _catalog_cards(settings)
     cards = sorted(
         (c for c in cards if task is None or c.task == task),
@@ -40,11 +43,30 @@ def models(
     )
     if as_json:
         fields = {"task", "id", "backend", "available", "downloads", "license", "description", "availability"}
-        sys.stdout.write(json.dumps([c.model_dump(include=fields) for c in cards]) + "\n")
+        listed = [c.model_dump(include=fields) for c in cards]
+        shown = listed if ray_status is None else {"models": listed, "ray": ray_status.model_dump()}
+        sys.stdout.write(json.dumps(shown) + "\n")
         return
     render.print_models(cards, show_all, only=task)
     if note:
         err.print(f"[dim]{note}[/]", soft_wrap=True)
+    if ray_status is not None:
+        render.print_ray_status(ray_status, settings.ray_address)
+
+
+def _ray_status(settings: Settings) -> Any:
+    """The Ray cluster's nodes and expert actors (`ClusterStatus`), or a one-line error."""
+    try:
+        from ..distributed import cluster_status, connect
+    except ModuleNotFoundError as exc:
+        if exc.name != "ray":
+            raise
+        raise fail("the ray executor needs the `ray` extra: pip install 'hugginggpt[ray]'") from None
+    try:
+        connect(settings.ray_address)
+    except HuggingGPTError as exc:
+        raise fail(str(exc)) from None
+    return cluster_status()
 
 
 def _catalog_cards(settings: Settings) -> tuple[list[ModelCard], str | None]:

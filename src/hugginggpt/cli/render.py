@@ -124,6 +124,45 @@ def print_models(cards: list[ModelCard], show_all: bool, only: str | None) -> No
         )
 
 
+def print_ray_status(status: Any, address: str | None) -> None:
+    """`models --executor ray`: the cluster's nodes, then the expert actors up on it."""
+    where = f"the Ray cluster at {address}" if address else "a local Ray instance (this process only)"
+    nodes = Table("node", "address", "alive", "CPUs", "GPUs", "memory MiB", title=f"Ray: {where}", box=box.SIMPLE_HEAD)
+    for node in status.nodes:
+        nodes.add_row(
+            node.node_id[:12],
+            node.address,
+            "yes" if node.alive else "no",
+            f"{node.cpus:g}",
+            f"{node.gpus:g}",
+            f"{node.memory_mib:g}",
+        )
+    out.print(nodes)
+    if not status.actors:
+        err.print("[dim]no expert actors are up: they start with the first task of their model[/]")
+    else:
+        actors = Table(
+            "task", "model", "node", "pid", "RSS MiB", "loaded", "jobs", "running", "idle s", box=box.SIMPLE_HEAD
+        )
+        for a in status.actors:
+            loaded = "" if a.loaded is None else ("yes" if a.loaded else "no")
+            idle = "" if a.idle_s is None else f"{a.idle_s:g}"
+            actors.add_row(
+                a.task,
+                a.model_id,
+                f"{a.node_id[:12]} ({a.node_address})",
+                str(a.pid),
+                f"{a.rss_mib:.0f}",
+                loaded,
+                str(a.jobs),
+                str(a.running),
+                idle,
+            )
+        out.print(actors)
+    if status.unanswered:
+        err.print(f"[dim]{len(status.unanswered)} actors did not answer in time: {', '.join(status.unanswered)}[/]")
+
+
 def print_timings(timings: list[Any], rss: float) -> None:
     """`models --measure`: load and warm latency of each embedded expert."""
     table = Table("task", "model", "load s", "latency s", "note")

@@ -15,7 +15,7 @@ from ..errors import HuggingGPTError
 from ..pipeline import Conversation, HuggingGPT
 from ..setup.files import DEMO_REQUEST
 from . import render
-from .base import app, fail, input_roots, pipeline, settings_of
+from .base import ExecutorOption, app, fail, input_roots, pipeline, settings_of
 from .render import err
 
 
@@ -29,9 +29,10 @@ def run(
     ] = None,
     output_dir: Annotated[Path | None, typer.Option(help="where results go (default ./outputs)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print only the Answer as one JSON object")] = False,
+    executor: ExecutorOption = None,
 ) -> None:
     """Plan, select, execute and answer one request, showing progress as tasks start and finish."""
-    run_request(settings_of(ctx, output_dir=output_dir), request, input_roots(inputs), as_json)
+    run_request(settings_of(ctx, output_dir=output_dir, executor=executor), request, input_roots(inputs), as_json)
 
 
 def run_request(settings: Settings, request: str, roots: list[Path], as_json: bool) -> None:
@@ -54,6 +55,7 @@ def demo(
     request: Annotated[str, typer.Option(help="the request to run on the demo inputs")] = DEMO_REQUEST,
     output_dir: Annotated[Path | None, typer.Option(help="where results go (default ./outputs)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print only the Answer as one JSON object")] = False,
+    executor: ExecutorOption = None,
 ) -> None:
     """Run a real multimodal request, offline, on the demo inputs `hugginggpt setup` prepared."""
     from ..setup.files import demo_inputs, missing_demo_files
@@ -64,7 +66,7 @@ def demo(
         raise fail(f"the demo inputs {', '.join(missing)} are not in {folder}; run `hugginggpt setup` first")
     if not as_json:
         err.print(f"[bold]demo:[/] {request}\n[dim]inputs from {folder}[/]", soft_wrap=True)
-    run_request(settings_of(ctx, output_dir=output_dir), request, [folder], as_json)
+    run_request(settings_of(ctx, output_dir=output_dir, executor=executor), request, [folder], as_json)
 
 
 @app.command()
@@ -102,9 +104,10 @@ def chat(
         list[Path] | None, typer.Option("--inputs", "-i", help="folder input files may come from")
     ] = None,
     output_dir: Annotated[Path | None, typer.Option(help="where results go (default ./outputs)")] = None,
+    executor: ExecutorOption = None,
 ) -> None:
     """A multi-turn conversation; later turns can use earlier results. Type /exit or press Ctrl-D to leave."""
-    settings = settings_of(ctx, output_dir=output_dir)
+    settings = settings_of(ctx, output_dir=output_dir, executor=executor)
     roots = input_roots(inputs)
     gpt = pipeline(settings)
     err.print("[dim]HuggingGPT chat. /exit or Ctrl-D to leave.[/]")

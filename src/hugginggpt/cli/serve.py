@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import HuggingGPTError
-from .base import app, fail, pipeline, server_modules, settings_of
+from .base import ExecutorOption, app, fail, pipeline, server_modules, settings_of
 from .render import err
 
 
@@ -51,12 +51,14 @@ def serve(
         bool, typer.Option(help="allow a non-loopback address without API keys (trusted networks only)")
     ] = False,
     db: Annotated[Path | None, typer.Option(help="SQLite file for history (HUGGINGGPT_DB)")] = None,
+    executor: ExecutorOption = None,
 ) -> None:
-    """Serve the web page, the JARVIS-compatible API and the OpenAI-compatible API over HTTP."""
+    """Serve the web page, the JARVIS-compatible API and the OpenAI-compatible API over HTTP. With `--executor ray`
+    every request's experts run on the Ray actors, shared by all requests; the controller LLM stays here."""
     uvicorn, server_app = server_modules()
     from ..server.auth import ApiKeys, check_bind, parse_keys
 
-    settings = settings_of(ctx, db=db)
+    settings = settings_of(ctx, db=db, executor=executor)
     keys = ApiKeys(parse_keys(settings.api_keys))
     try:
         check_bind(host, keys, insecure=insecure)
