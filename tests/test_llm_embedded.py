@@ -809,8 +809,9 @@ def test_setup_builds_the_prompt_cache_once_and_force_rebuilds_it(tmp_path, monk
     assert first.exit_code == 0, first.output
     (report,) = json.loads(first.stdout)
     assert report["step"] == "prompt-cache" and report["status"] == "ready", report
-    [state] = (tmp_path / "prompt-cache").glob("*.bin")
-    assert report["sizes"] == {state.name: state.stat().st_size}
+    states = list((tmp_path / "prompt-cache").glob("*.bin"))  # the planning prompt and the answer's system prompt
+    assert len(states) == 2
+    assert report["sizes"] == {state.name: state.stat().st_size for state in states}
 
     # this process already has it; `--force` processes and saves it again
     forced = runner.invoke(app, [*command, "--force"])
@@ -854,3 +855,34 @@ async def test_a_plan_after_other_calls_took_every_slot_gets_the_saved_prefix_ba
     assert llm.last_timings.prompt_tokens < 40  # only the request was read
     asked = [m.model_dump() for m in planner.messages("x")]
     assert llm._runtime.slot_table.holder(0) == llm._runtime.slot_table.prefix_of(asked) is not None
+
+
+@needs_smollm2
+async def test_a_second_prefix_goes_into_the_last_slot_and_the_next_process_restores_both(tmp_path):
+    """The answer's system prompt, warmed after the planning prompt, takes the last slot only: the planning prefix
+    stays in slot 0, each call finds its own prefix cached, and a later process restores both states."""
+    from hugginggpt.response import response_prefix
+
+    folder = tmp_path / "pc"
+    llm = EmbeddedLLM(SMOLLM2, context=2048, threads=2, slots=2, prompt_cache_dir=folder)
+    planner = _prefix_planner(llm)
+    planning = await llm.warm(planner.prefix())
+    answer = await llm.warm(response_prefix())
+    assert (planning.status, answer.status) == ("saved", "saved") and answer.tokens > 20
+    table = llm._runtime.slot_table
+    plan_digest = table.prefix_of([m.model_dump() for m in planner.messages("x")])
+    answer_messages = [*response_prefix(), Message(role="user", content="Say hello in one word.")]
+    answer_digest = table.prefix_of([m.model_dump() for m in answer_messages])
+    assert [table.holder(0), table.holder(1)] == [plan_digest, answer_digest] and plan_digest != answer_digest
+    reply = await llm.complete(answer_messages, max_tokens=8)
+    assert llm.last_timings.cached_tokens >= answer.tokens - 2
+    await llm.complete(planner.messages(PREFIX_REQUEST), json_schema=planner.schema, max_tokens=40)
+    assert llm.last_timings.cached_tokens >= planning.tokens - 2
+
+    later = EmbeddedLLM(SMOLLM2, context=2048, threads=3, slots=2, prompt_cache_dir=folder)  # another runtime
+    assert later._runtime is not llm._runtime
+    warmed = [await later.warm(planner.prefix()), await later.warm(response_prefix())]
+    assert [w.status for w in warmed] == ["restored", "restored"]
+    again = await later.complete(answer_messages, max_tokens=8)
+    assert later.last_timings.cached_tokens >= answer.tokens - 2
+    assert again.text == reply.text

@@ -21,6 +21,7 @@ from hugginggpt.llm.protocol import LLM, Completion, Message, warm
 from hugginggpt.llm.scripted import ScriptedLLM
 from hugginggpt.pipeline import HuggingGPT
 from hugginggpt.planning import Planner
+from hugginggpt.response import response_prefix
 from hugginggpt.tasks import DEFAULT_TASK_TYPES, TaskTable
 
 MODEL, RUNTIME = "a" * 64, '{"xllamacpp": "test"}'
@@ -221,8 +222,10 @@ async def test_the_pipeline_warms_the_planning_prefix_before_the_first_planning_
     assert llm.events[0] == ("warm", prefix)
     assert llm.events[1][0] == "complete"
     warms = [i for i, (kind, _) in enumerate(llm.events) if kind == "warm"]
-    assert len(warms) == 2  # each request asks; the backend does the work once
-    assert llm.events[warms[1] + 1][0] == "complete"
+    # plan() warms the planning prompt; each run() asks for it and the answer's system prompt (the backend does
+    # the work once), before its first call
+    assert [llm.events[i] for i in warms[1:]] == [("warm", prefix), ("warm", len(response_prefix()))]
+    assert llm.events[warms[-1] + 1][0] == "complete"
 
 
 async def test_backends_without_a_prefix_cache_need_nothing():

@@ -52,3 +52,19 @@ def test_more_calls_than_slots_is_a_bug_not_a_wait():
     slots.acquire(None)
     with pytest.raises(RuntimeError, match="no free slot"):
         slots.acquire("plan")
+
+
+def test_a_second_prefix_takes_the_last_slot_and_the_first_keeps_the_others():
+    slots = table(3)
+    assert slots.place("plan") is None  # warmed again: into every slot
+    assert slots.place("answer") == 2
+    slots.remember("answer", SavedPrefix([{"role": "system", "content": "You answer."}], "answer.bin", RECORD), [2])
+    assert [slots.holder(s) for s in range(3)] == ["plan", "plan", "answer"]
+    answer, restore = slots.acquire("answer")
+    assert (answer, restore) == (2, False)
+    other, restore = slots.acquire("answer")  # the slot holding it is busy: another gets it restored
+    assert restore and other in (0, 1)
+    slots.release(answer, "answer")
+    slots.release(other, "answer")
+    plan, restore = slots.acquire("plan")
+    assert not restore and slots.holder(plan) == "plan"

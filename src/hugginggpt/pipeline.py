@@ -19,7 +19,7 @@ from .facts import task_facts
 from .grounding import CheckedStream, Grounds
 from .llm.protocol import LLM, Message, UsageMeter, warm
 from .planning import Planner, trim_history
-from .response import respond
+from .response import respond, response_prefix
 from .selection import Selector
 from .tasks import DEFAULT_TASK_TYPES, TaskTable
 from .types import Answer, Event, Plan, Selection, Task, TaskResult
@@ -100,6 +100,11 @@ class HuggingGPT:
         llm = llm_from_settings(settings)
         experts, catalog = default_experts(settings, llm)
         return cls(llm, experts, catalog=catalog, settings=settings)
+
+    async def warm(self) -> list[Any]:
+        """Have the fixed prompt starts ready (restored from the prompt cache where the backend has one): the
+        planning prompt's, then the answer's system prompt; what each backend's warm-up said, in that order."""
+        return [await warm(self.llm, self.planner.prefix()), await warm(self.llm, response_prefix())]
 
     async def plan(self, request: str, history: Sequence[Message] = ()) -> Plan:
         """Stage 1 only."""
@@ -197,7 +202,7 @@ class HuggingGPT:
         error: str | None = None
         invalid_plan = False
         try:
-            await warm(self.llm, self.planner.prefix())  # the fixed prompt start: restored from the prompt cache
+            await self.warm()
             plan = await self.planner.plan(
                 request,
                 history,

@@ -62,13 +62,18 @@ def total_line(facts: Sequence[TaskFacts]) -> str | None:
     return f"Added up over the {len(counted)} object detections: {found}"
 
 
+def response_prefix() -> list[Message]:
+    """The fixed start of every answer prompt `response_messages` builds: its system prompt."""
+    return [Message(role="system", content=render("response_system.j2"))]
+
+
 def response_messages(request: str, facts: Sequence[TaskFacts], history: Sequence[Message] = ()) -> list[Message]:
     lines = [fact_line(fact) for fact in facts]
     if total := total_line(facts):
         lines.append(total)
     results = "\n".join("- " + line for line in lines)
     return [
-        Message(role="system", content=render("response_system.j2")),
+        *response_prefix(),
         *history,
         Message(role="user", content=render("response.j2", request=request, results=results)),
     ]

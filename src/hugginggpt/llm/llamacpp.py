@@ -219,32 +219,38 @@ class Runtime:
         self, server: Any, client: httpx.Client, prompt: str, rebuild: bool, messages: list[dict[str, str]], digest: str
     ) -> Warmup:
         cache = self.prompt_cache
+        place = self.slot_table.place(digest)  # None: every slot; else that slot only
+        first = place or 0
         if cache is None:
             try:
-                return Warmup(status="processed", tokens=process_prefix(server, prompt))
+                return Warmup(status="processed", tokens=process_prefix(server, prompt, first))
             except SlotError as exc:
                 return Warmup(status="failed", detail=str(exc))
         model, runtime = self.model_id(), self._runtime_id
         key = prefix_key(model=model, runtime=runtime, prompt=prompt)
         path = str(cache.folder / cache.state_name(key))
+        slots = None if place is None else [place]
         if rebuild:
             cache.remove(key)
         record = cache.lookup(key, model=model, runtime=runtime)
         if record is not None:
             try:
-                restore_slots(client, cache.state_name(key), record)
-                self.slot_table.remember(digest, SavedPrefix(messages, cache.state_name(key), record))
+                if place is None:
+                    restore_slots(client, cache.state_name(key), record)
+                else:
+                    restore_slot(client, cache.state_name(key), record, place)
+                self.slot_table.remember(digest, SavedPrefix(messages, cache.state_name(key), record), slots)
                 return Warmup(status="restored", tokens=record.tokens, path=path)
             except SlotError as exc:
                 log.warning("prompt cache: llama.cpp could not restore %s (%s); it will be rebuilt", path, exc)
                 cache.remove(key)
         try:
-            processed = process_prefix(server, prompt)
+            processed = process_prefix(server, prompt, first)
         except SlotError as exc:
             return Warmup(status="failed", detail=str(exc))
         temp = cache.temp_name(key)
         try:
-            tokens = save_slot(client, temp)
+            tokens = save_slot(client, temp, first)
             saved = cache.commit(key, temp, model=model, runtime=runtime, tokens=tokens)
         except (OSError, SlotError) as exc:
             cache.discard(temp)
@@ -253,9 +259,13 @@ class Runtime:
                 detail += " (the disk is full)"
             log.warning("prompt cache: %s; later processes will process the prefix again", detail)
             return Warmup(status="processed", tokens=processed, detail=detail)
+        prefix = SavedPrefix(messages, cache.state_name(key), saved)
+        if place is not None:
+            self.slot_table.remember(digest, prefix, slots)
+            return Warmup(status="saved", tokens=tokens, path=path)
         try:  # slot 0 processed it; the other slots get it from the file just saved
             restore_slots(client, cache.state_name(key), saved, skip=(0,))
-            self.slot_table.remember(digest, SavedPrefix(messages, cache.state_name(key), saved))
+            self.slot_table.remember(digest, prefix)
         except SlotError as exc:
             detail = f"only slot 0 has the prefix, the others process it on first use: {exc}"
             log.warning("prompt cache: %s", detail)

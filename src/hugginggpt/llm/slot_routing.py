@@ -3,7 +3,8 @@
 A call that starts with a warmed prefix (the planning prompt) goes to a free slot that holds it; if none does, to
 one that holds nothing, whose KV state the prefix's saved state is restored into first (a fraction of a second,
 where processing the prefix again takes tens). Any other call goes first to a slot that holds no prefix, so the
-slots that do keep it. Without this, llama.cpp picks slots itself, and under concurrent requests a plan could land
+slots that do keep it. The first prefix warmed (the planning prompt) goes into every slot, a later one (the answer's
+system prompt) into the last slot only. Without this, llama.cpp picks slots itself, and under concurrent requests a plan could land
 in a slot an answer had just overwritten and process the whole prefix again.
 """
 
@@ -35,12 +36,19 @@ class SlotTable:
         self._holds: dict[int, str | None] = dict.fromkeys(range(slots))
         self._prefixes: dict[str, SavedPrefix] = {}
 
-    def remember(self, digest: str, prefix: SavedPrefix) -> None:
-        """`prefix` was just put into every slot (restored or processed and saved)."""
+    def remember(self, digest: str, prefix: SavedPrefix, slots: Sequence[int] | None = None) -> None:
+        """`prefix` was just put into `slots` (None: into every slot), restored or processed and saved."""
         with self._lock:
             self._prefixes[digest] = prefix
-            for slot in self._holds:
+            for slot in self._holds if slots is None else slots:
                 self._holds[slot] = digest
+
+    def place(self, digest: str) -> int | None:
+        """Where the prefix `digest` goes when it is warmed: None (every slot) when no other prefix is saved, else
+        the last slot only, so the other slots keep the prefixes warmed before it (a call that needs it in another
+        slot gets it restored there)."""
+        with self._lock:
+            return None if set(self._prefixes) <= {digest} else len(self._holds) - 1
 
     def prefix_of(self, messages: Sequence[dict[str, Any]]) -> str | None:
         """The digest of the saved prefix `messages` starts with, if any."""

@@ -40,10 +40,10 @@ def prefix_prompt(client: httpx.Client, messages: list[dict[str, str]]) -> str:
     return first[:shared]
 
 
-def process_prefix(server: Any, prompt: str) -> int:
-    """Process `prompt` into slot 0's KV cache (nothing worth generating); the number of prompt tokens."""
+def process_prefix(server: Any, prompt: str, slot: int = 0) -> int:
+    """Process `prompt` into `slot`'s KV cache (nothing worth generating); the number of prompt tokens."""
     replies: list[dict[str, Any]] = []
-    request = {"prompt": prompt, "n_predict": 0, "temperature": 0.0, "cache_prompt": True, "id_slot": 0}
+    request = {"prompt": prompt, "n_predict": 0, "temperature": 0.0, "cache_prompt": True, "id_slot": slot}
     try:
         server.handle_completions(request, replies.append)
     except (ValueError, RuntimeError) as exc:
@@ -66,9 +66,9 @@ def _slot_ids(client: httpx.Client) -> list[int]:
     return [int(slot["id"]) for slot in slots if isinstance(slot, dict) and isinstance(slot.get("id"), int)] or [0]
 
 
-def save_slot(client: httpx.Client, filename: str) -> int:
-    """Have llama.cpp save slot 0's KV state as `filename` in its slot folder; the number of tokens saved."""
-    reply = _post(client, "/slots/0?action=save", {"filename": filename})
+def save_slot(client: httpx.Client, filename: str, slot: int = 0) -> int:
+    """Have llama.cpp save `slot`'s KV state as `filename` in its slot folder; the number of tokens saved."""
+    reply = _post(client, f"/slots/{slot}?action=save", {"filename": filename})
     tokens = int(reply.get("n_saved") or 0)
     if tokens <= 0:
         raise SlotError("llama.cpp saved an empty slot")

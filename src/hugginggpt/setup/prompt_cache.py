@@ -1,4 +1,5 @@
-"""The prompt-cache step: the controller LLM's processed planning prompt, saved in the user cache."""
+"""The prompt-cache step: the controller LLM's processed planning prompt and answer system prompt, saved in the
+user cache."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from .steps import PROMPT_CACHE_STEP, SetupReport
 
 
 def prompt_cache_step(settings: Settings, force: bool) -> SetupReport:
-    """Process the planning prompt's fixed start with the embedded LLM and save its KV state in the user cache, so
-    every later process restores it instead (`force`: again, even when a saved state is intact)."""
+    """Process the planning prompt's fixed start and the answer's system prompt with the embedded LLM and save their
+    KV states in the user cache, so every later process restores them instead (`force`: again, even when a saved
+    state is intact)."""
     from ..llm.embedded import EmbeddedLLM
     from ..pipeline import HuggingGPT
+    from ..response import response_prefix
 
     start = time.perf_counter()
 
@@ -32,17 +35,28 @@ def prompt_cache_step(settings: Settings, force: bool) -> SetupReport:
     try:
         gpt = HuggingGPT.from_settings(settings)
         assert isinstance(gpt.llm, EmbeddedLLM)
-        warmup = asyncio.run(gpt.llm.warm(gpt.planner.prefix(), rebuild=force))
+        llm = gpt.llm
+
+        async def both() -> list[Any]:
+            return [await llm.warm(prefix, rebuild=force) for prefix in (gpt.planner.prefix(), response_prefix())]
+
+        warmups = asyncio.run(both())
     except HuggingGPTError as exc:
         return report("failed", str(exc))
-    if warmup.status == "failed":
-        return report("failed", f"the planning prompt could not be processed: {warmup.detail}")
-    if warmup.status not in ("restored", "saved") or warmup.path is None:
-        return report("unavailable", warmup.detail or "the prompt state was not saved")
-    path = Path(warmup.path)
+    for warmup, what in zip(warmups, ("planning prompt", "answer's system prompt"), strict=True):
+        if warmup.status == "failed":
+            return report("failed", f"the {what} could not be processed: {warmup.detail}")
+        if warmup.status not in ("restored", "saved") or warmup.path is None:
+            return report("unavailable", warmup.detail or f"the {what}'s state was not saved")
+    paths = [Path(w.path) for w in warmups]
     try:
-        sizes = {path.name: path.stat().st_size}
+        sizes = {path.name: path.stat().st_size for path in paths}
     except OSError:
         sizes = {}
-    detail = f"{warmup.tokens} tokens of the planning prompt processed by {gpt.llm.name}, in {path.parent}"
-    return report("cached" if warmup.status == "restored" else "ready", detail, sizes=sizes)
+    tokens = " and ".join(str(w.tokens) for w in warmups)
+    detail = (
+        f"{tokens} tokens of the planning prompt and the answer's system prompt processed by {llm.name}, "
+        f"in {paths[0].parent}"
+    )
+    restored = all(w.status == "restored" for w in warmups)
+    return report("cached" if restored else "ready", detail, sizes=sizes)
