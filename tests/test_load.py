@@ -36,8 +36,8 @@ def test_fifty_conversations_over_five_keys_lose_nothing_and_see_nothing_of_each
 
 def test_memory_does_not_grow_with_the_requests_served(tmp_path):
     """The app in this process: after a warm-up, two more rounds of load leave no run behind and traced memory
-    grows by far less than a request's worth of prompts and events per request (a run kept, or the scripted LLM
-    keeping each warmed prefix, is several KiB a request)."""
+    grows by less than 1 KiB a request (a run kept with its events, or the scripted LLM keeping each warmed
+    prefix as it once did, is several KiB a request; what is left after the warm-up is about 10 KiB in all)."""
     keys = ["sk-memory-a", "sk-memory-b"]
     settings = settings_for(tmp_path, api_keys=SecretStr(",".join(keys)), max_runs_per_key=10)
     app = create_app(load_pipeline(settings), settings)
@@ -61,7 +61,7 @@ def test_memory_does_not_grow_with_the_requests_served(tmp_path):
     assert sum(isinstance(o, Run) for o in gc.get_objects()) == 0
     assert served >= 40
     print(f"{grown / 1024:.0f} KiB more after {served} requests")
-    assert grown < served * 3 * 1024, f"{grown / 1024:.0f} KiB more after {served} requests"
+    assert grown < served * 1024, f"{grown / 1024:.0f} KiB more after {served} requests"
 
 
 @pytest.mark.integration

@@ -73,7 +73,7 @@ class LoadReport(BaseModel):
             f"load ({self.pipeline} LLM): {self.conversations} concurrent conversations over {self.keys} keys "
             f"for {self.seconds:g} s",
             f"  requests {self.requests}, answered {self.answered}, errors {self.errors}, lost {self.lost}",
-            f"  latency p50 {self.p50_ms:.0f} ms, p95 {self.p95_ms:.0f} ms; {self.throughput_rps:.1f} requests/s",
+            f"  latency p50 {self.p50_ms:.0f} ms, p95 {self.p95_ms:.0f} ms; {self.throughput_rps:.2f} requests/s",
             f"  cross-key reads {self.cross_key_reads}, leaks {self.cross_key_leaks}; files {self.files}",
             f"  server RSS {self.rss_start_mb:.0f} MB after warm-up, peak {self.rss_peak_mb:.0f} MB, "
             f"end {self.rss_end_mb:.0f} MB",
@@ -121,7 +121,7 @@ def _controller(messages: Sequence[Message], schema: dict[str, Any] | None) -> s
 
 def load_pipeline(settings: Settings) -> HuggingGPT:
     llm = ScriptedLLM(fallback=_controller)
-    llm.calls = collections.deque(maxlen=100)  # type: ignore[assignment]  # it keeps every call for tests; not here
+    llm.calls = collections.deque(maxlen=8)  # type: ignore[assignment]  # it keeps every call for tests; not here
     return HuggingGPT(llm, ExpertRegistry([_Recorder(), *llm_experts(llm)]), settings=settings)
 
 
