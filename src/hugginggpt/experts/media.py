@@ -133,6 +133,11 @@ def read_wav(path: Path) -> tuple[Any, int]:
         raise ExpertError(f"cannot read {path.name} as WAV: {exc}") from None
     if width not in (1, 2, 4):
         raise ExpertError(f"{path.name}: {8 * width}-bit WAV is not supported")
+    if rate <= 0:
+        raise ExpertError(f"{path.name}: a WAV file needs a sample rate above 0")
+    frames = frames[: len(frames) - len(frames) % (width * channels)]  # a damaged file may end in part of a frame
+    if not frames:
+        raise ExpertError(f"{path.name} holds no audio samples")
     dtype = {1: np.uint8, 2: np.int16, 4: np.int32}[width]
     data = np.frombuffer(frames, dtype=dtype).astype(np.float32)
     data = (data - 128.0) / 128.0 if width == 1 else data / float(np.iinfo(dtype).max)
