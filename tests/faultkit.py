@@ -123,19 +123,22 @@ class ServeProcess:
 
 
 class SlowLabel(LocalExpert):
-    """text-classification on a model server: labels a text, or for a text with `hang` in it, says so in a file
-    beside the server's folder and then never answers (a model stuck mid-call)."""
+    """text-classification on a model server: labels a text, or for a text with `hang` in it, touches `entered`
+    and then hangs (a model stuck mid-call) until `release` exists. Each call's text is appended to `calls`."""
 
-    def __init__(self, entered: Path) -> None:
-        super().__init__(
-            ModelCard(id="test/slow-label", task="text-classification", backend="embedded", available=True)
-        )
-        self.entered = entered
+    def __init__(self, folder: Path) -> None:
+        card = ModelCard(id="test/slow-label", task="text-classification", backend="embedded", available=True)
+        super().__init__(card)
+        self.folder = folder
 
     def predict(self, args: dict[str, str], ctx: ExpertContext) -> Outputs:
+        with (self.folder / "calls").open("a") as calls:
+            calls.write(args["text"] + "\n")
         if "hang" in args["text"]:
-            self.entered.touch()
-            time.sleep(300)
+            (self.folder / "entered").touch()
+            deadline = time.monotonic() + 120
+            while not (self.folder / "release").exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
         return {"text": f"label: {len(args['text'])} characters"}
 
 
@@ -145,7 +148,7 @@ def serve_models(port: int, root: str) -> None:
     from hugginggpt.server.model_server import ModelHost, serve
 
     folder = Path(root)
-    host = ModelHost(ExpertRegistry([SlowLabel(folder / "entered")]), folder / "requests")
+    host = ModelHost(ExpertRegistry([SlowLabel(folder)]), folder / "requests")
     serve(host, port=port, log_level="warning")
 
 
@@ -157,10 +160,13 @@ class ModelServerProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.entered = root / "entered"
+        self.release = root / "release"
+        self.calls = root / "calls"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ModelServerProcess:
-        self.entered.unlink(missing_ok=True)
+        for path in (self.entered, self.release, self.calls):
+            path.unlink(missing_ok=True)
         code = f"import sys; sys.path.insert(0, {TESTS!r}); from faultkit import serve_models; serve_models(int(sys.argv[1]), sys.argv[2])"
         argv = [sys.executable, "-c", code, str(self.port), str(self.root)]
         self.process = subprocess.Popen(argv, env=clean_env())

@@ -18,6 +18,7 @@ import pytest
 
 from faultkit import Controller, ModelServerProcess
 from hugginggpt.catalog import ModelCatalog
+from hugginggpt.errors import ExpertError
 from hugginggpt.experts.llm import llm_experts
 from hugginggpt.experts.protocol import ExpertContext, LocalExpert, Outputs
 from hugginggpt.experts.registry import ExpertRegistry, Router
@@ -28,6 +29,7 @@ from hugginggpt.pipeline import HuggingGPT
 from hugginggpt.server.app import create_app
 from hugginggpt.server.completions import MODEL_ID
 from hugginggpt.types import ModelCard
+from hugginggpt.workspace import Workspace
 from parts import need
 from serverkit import Describer, Gate, LiveServer, Painter, Speaker, controller, make_pipeline, settings_for, wait_for
 
@@ -105,6 +107,25 @@ async def test_a_model_server_killed_mid_call_fails_the_task_and_a_restarted_one
         models.start()  # the same port: the controller's next call reconnects
         again = await gpt.run("gate after the restart")
         assert [(r.status, r.outputs.get("text")) for r in again.results] == [("ok", "label: 17 characters")]
+    finally:
+        models.kill()
+
+
+async def test_a_call_hung_on_a_model_server_does_not_leave_the_calls_behind_it_to_run_later(tmp_path):
+    models = ModelServerProcess(tmp_path).start()
+    try:
+        card = ModelCard(id="test/slow-label", task="text-classification")
+        impatient = ServerBackend([models.url], timeout=1.0)
+        ctx = ExpertContext(workspace=Workspace(tmp_path / "out", [tmp_path]), task_id=0, task="text-classification")
+        with pytest.raises(ExpertError, match="gave no answer for test/slow-label within 1 s"):
+            await impatient.call(card, {"text": "hang on"}, ctx)
+        # queued behind the hung call on the server, this one is given up too, and must leave the queue with it
+        with pytest.raises(ExpertError, match="gave no answer"):
+            await impatient.call(card, {"text": "queued behind it"}, ctx)
+        models.release.touch()  # the hung call ends (for nobody); the model is free again
+        later = await ServerBackend([models.url], timeout=30).call(card, {"text": "later"}, ctx)
+        assert later == {"text": "label: 5 characters"}
+        assert models.calls.read_text().splitlines() == ["hang on", "later"]  # never "queued behind it"
     finally:
         models.kill()
 

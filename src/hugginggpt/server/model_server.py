@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from ..artifacts import LocalArtifacts
 from ..config import Settings
 from ..errors import HuggingGPTError
 from ..experts.pool import ModelPool
-from ..experts.protocol import Expert, ExpertContext, LocalExpert
+from ..experts.protocol import Expert, ExpertContext, LocalExpert, Outputs
 from ..experts.registry import ExpertRegistry, RoutedExpert, Router
 from ..experts.transformers import TransformersBackend, TransformersExpert
 from ..types import Artifact, ModelCard, arg_modality
@@ -203,8 +203,7 @@ def create_app(host: ModelHost) -> FastAPI:
             store = LocalArtifacts(folder, readable=[folder / "inputs"])
             ctx = ExpertContext(workspace=store, task_id=0, task=expert.card.task)
             started = time.perf_counter()
-            async with host.lock(model_id):
-                outputs = await expert.run(args, ctx)
+            outputs = await _unless_gone(request, _run_locked(host.lock(model_id), expert, args, ctx))
             seconds = time.perf_counter() - started
         except HuggingGPTError as exc:
             shutil.rmtree(folder, ignore_errors=True)
@@ -230,6 +229,33 @@ def create_app(host: ModelHost) -> FastAPI:
         return FileResponse(path, background=BackgroundTask(_discard, path))
 
     return app
+
+
+async def _run_locked(lock: asyncio.Lock, expert: Expert, args: dict[str, str], ctx: ExpertContext) -> Outputs:
+    async with lock:
+        return await expert.run(args, ctx)
+
+
+async def _unless_gone(request: Request, call: Coroutine[Any, Any, Outputs]) -> Outputs:
+    """Run `call` unless the client hangs up first (it gave up: a timeout, a cancelled run); then cancel it, so a
+    call queued behind a hung one leaves instead of running later for nobody."""
+    work = asyncio.ensure_future(call)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+    if work.cancelled():
+        raise HTTPException(499, "the client went away before the model answered")
+    return work.result()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _read_call(request: Request, inputs: Path, limit: int) -> tuple[str | None, dict[str, str]]:
