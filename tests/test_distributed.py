@@ -300,6 +300,18 @@ async def test_an_actor_that_stays_dead_fails_its_task_like_any_failure(own_pool
     assert pools.actors() == []  # the next call starts a new actor
 
 
+async def test_an_actor_that_cannot_build_its_expert_fails_the_task_saying_why(own_pools, tmp_path):
+    from hugginggpt.jobs import Job
+    from hugginggpt.workspace import Workspace
+
+    experts = make_registry(SPECS)
+    executor = RayExecutor(experts, own_pools(()))  # its actors build no experts at all
+    job = Job(task_id=0, task="summarization", model_id="test/sum", args={"text": "a"})
+    with pytest.raises(Exception, match="the Ray actor of test/sum could not start: .*no backend can run it"):
+        await executor.run(job, Workspace(tmp_path / "out", []))
+    assert executor.pools.actors() == []
+
+
 async def test_idle_actors_are_released(own_pools, tmp_path):
     specs = ((ClockExpert, ("summarization", "test/idle", 0)),)
     pools = own_pools(specs, idle_seconds=0.5)

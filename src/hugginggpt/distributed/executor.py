@@ -17,7 +17,7 @@ from ..experts.registry import ExpertRegistry
 from ..jobs import Job, JobResult
 from ..types import Artifact, ModelCard, OutputValue
 from .actors import ActorPools, PooledActor
-from .cluster import ActorStatus, connect, first_line
+from .cluster import ActorStatus, connect, first_line, last_line
 from .parcels import Parcel, Shelf
 
 
@@ -96,6 +96,8 @@ class RayExecutor:
             raise ExpertError(f"{job.model_id} failed in its Ray actor: {first_line(exc)}") from None
         except ray.exceptions.RayActorError as exc:
             self.pools.discard(actor)
+            if getattr(exc, "actor_init_failed", False):  # the message ends with what its expert raised
+                raise ExpertError(f"the Ray actor of {job.model_id} could not start: {last_line(exc)}") from None
             reason = first_line(exc)
             raise ExpertError(f"the Ray actor of {job.model_id} died and its call failed again: {reason}") from None
         except ray.exceptions.RayError as exc:
