@@ -1,8 +1,8 @@
 """Load run: many concurrent conversations over several API keys against a real server process on 127.0.0.1, for a
 bounded time, then a check that nothing was lost and nothing crossed keys.
 
-Each conversation uploads a file, then sends requests one after another (each naming a token of its own) until the
-time is up. Afterwards every conversation is read back with its owner's key (every request must be there as a run
+Each conversation uploads a file, then sends requests one after another (each naming a token of its own; every
+fourth starts a run and reads its SSE events to the end, the others are chat completions) until the time is up. Afterwards every conversation is read back with its owner's key (every request must be there as a run
 that ended `done`, with its reply, and each answer must carry its own request's token) and with another key (the
 conversation, each of its runs, their event streams, files and file contents must all be "not found"). The server's
 RSS is sampled throughout. With the scripted LLM (default) what is measured is the server; with `embedded`, the
@@ -187,13 +187,14 @@ async def _converse(
     turn = 0
     while turn == 0 or time.monotonic() < deadline:
         text = _request_text(conversation, turn, embedded)
-        body = {"model": "hugginggpt", "messages": [{"role": "user", "content": text}]}
-        body["conversation_id"] = conversation.id
         conversation.sent += 1
         start = time.perf_counter()
-        try:
-            reply = await client.post("/v1/chat/completions", json=body, headers=headers)
-        except httpx.HTTPError as exc:
+        try:  # every fourth request streams its events (POST /v1/runs), the others wait for a completion
+            if turn % 4 == 3:
+                run = await _streamed(client, headers, text, conversation.id)
+            else:
+                run = await _completed(client, headers, text, conversation.id)
+        except (httpx.HTTPError, _Refused) as exc:
             cause = exc.__cause__ or exc.__context__
             waited = time.perf_counter() - start
             tally.problem(f"{text!r}: {type(exc).__name__}: {exc} ({cause!r}) after {waited:.2f} s")
@@ -201,20 +202,54 @@ async def _converse(
             continue
         tally.latencies.append(time.perf_counter() - start)
         turn += 1
-        if reply.status_code != 200:
-            tally.problem(f"{text!r}: HTTP {reply.status_code}: {reply.text[:200]}")
-            continue
-        data = reply.json()
-        run = data["hugginggpt"]
-        conversation.run_ids.append(run["run_id"])
-        answer = data["choices"][0]["message"]["content"]
+        run_id, status, conversation_id, answer = run
+        conversation.run_ids.append(run_id)
         tokens = set(_TOKEN.findall(answer))
-        if run["conversation_id"] != conversation.id or run["status"] != "done":
-            tally.problem(f"{text!r}: run {run['run_id']} is {run['status']} in {run['conversation_id']}")
+        if conversation_id != conversation.id or status != "done":
+            tally.problem(f"{text!r}: run {run_id} is {status} in {conversation_id}")
         elif not embedded and tokens != {f"t-{conversation.number}-{turn - 1}"}:
             tally.problem(f"{text!r} was answered with tokens {sorted(tokens)}")
         else:
             conversation.answered += 1
+
+
+class _Refused(Exception):
+    """The server answered a request with an error status."""
+
+
+async def _completed(
+    client: httpx.AsyncClient, headers: dict[str, str], text: str, conversation_id: str
+) -> tuple[str, str, str, str]:
+    """A chat completion: (run id, status, conversation id, answer)."""
+    body = {"model": "hugginggpt", "messages": [{"role": "user", "content": text}], "conversation_id": conversation_id}
+    reply = await client.post("/v1/chat/completions", json=body, headers=headers)
+    if reply.status_code != 200:
+        raise _Refused(f"HTTP {reply.status_code}: {reply.text[:200]}")
+    data = reply.json()
+    run = data["hugginggpt"]
+    return run["run_id"], run["status"], run["conversation_id"], data["choices"][0]["message"]["content"]
+
+
+async def _streamed(
+    client: httpx.AsyncClient, headers: dict[str, str], text: str, conversation_id: str
+) -> tuple[str, str, str, str]:
+    """A run whose events are read as they come, to its `run.end`: (run id, status, conversation id, answer)."""
+    body = {"message": text, "conversation_id": conversation_id}
+    events: dict[str, dict[str, Any]] = {}
+    async with client.stream("POST", "/v1/runs", json=body, headers=headers) as reply:
+        if reply.status_code != 200:
+            raise _Refused(f"HTTP {reply.status_code}: {(await reply.aread())[:200]!r}")
+        kind = ""
+        async for line in reply.aiter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: ") and kind in ("run.start", "answer.done", "run.end"):
+                events[kind] = json.loads(line[6:])
+    if "run.end" not in events:
+        raise _Refused(f"the event stream ended without run.end (saw {sorted(events)})")
+    start, end = events.get("run.start", {}), events["run.end"]
+    answer = events.get("answer.done", {}).get("answer", {}).get("text", "")
+    return end["run_id"], end["status"], start.get("conversation_id", ""), answer
 
 
 async def _check(
