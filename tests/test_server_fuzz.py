@@ -59,6 +59,25 @@ def test_every_operation_answers_without_server_errors_and_with_json_errors(case
     case.call_and_validate(base_url=live.url, checks=[not_a_server_error, errors_are_json], timeout=30)
 
 
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory):
+    """A server with API keys (so no Host check): the fuzzer sends one key, a wrong one, or none."""
+    with Served(tmp_path_factory.mktemp("keyed"), api_keys="key-one,key-two", max_upload_bytes=20_000) as server:
+        yield server
+
+
+AUTHORIZATIONS = [{"Authorization": "Bearer key-one"}, {"Authorization": "Bearer wrong"}, {}, {"Authorization": "x"}]
+
+
+@schema.parametrize()
+@settings(max_examples=max(EXAMPLES // 2, 4), deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_operation_with_keys_answers_401s_and_the_rest_as_json(case, keyed):
+    headers = AUTHORIZATIONS[len(str(case.path_parameters)) % len(AUTHORIZATIONS)]
+    case.call_and_validate(
+        base_url=keyed.url, headers=headers, checks=[not_a_server_error, errors_are_json], timeout=30
+    )
+
+
 def test_the_schema_covers_the_api_including_uploads(live):
     """What the fuzzer gets to see: every route of the API, and the upload's multipart body."""
     document = httpx.get(f"{live.url}/openapi.json").json()
@@ -136,3 +155,60 @@ def test_any_last_event_id_header_is_read_or_ignored(live, value):
     response = httpx.get(f"{live.url}/v1/runs/{run_id}/events", headers={"Last-Event-ID": value.encode()}, timeout=30)
     assert response.status_code == 200, response.text[:300]
     assert "event: run.end" in response.text
+
+
+RAW_BODIES = [
+    (
+        "nested 100,000 deep",
+        "/v1/chat/completions",
+        b'{"model": "hugginggpt", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    ),
+    ("not UTF-8", "/v1/runs", b'{"message": "\xff\xfe summarize"}'),
+    ("lone surrogate, run", "/v1/runs", b'{"message": "summarize \\ud800"}'),
+    (
+        "lone surrogate, chat",
+        "/v1/chat/completions",
+        b'{"model": "hugginggpt", "messages": [{"role": "user", "content": "summarize \\udfff"}]}',
+    ),
+    (
+        "lone surrogate, chat part",
+        "/v1/chat/completions",
+        b'{"model": "hugginggpt", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "\\ud800"}}]}]}',
+    ),
+    (
+        "lone surrogate, JARVIS history",
+        "/hugginggpt",
+        b'{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "\\ud800"}, {"role": "user", "content": "summarize b"}]}',
+    ),
+    ("lone surrogate, key", "/results", b'{"messages": [{"role": "user", "content": "summarize b"}], "\\udc00": 1}'),
+    ("lone surrogate, title", "/v1/conversations", b'{"title": "\\ud83d"}'),
+    ("a 5,000-digit number", "/v1/runs", b'{"message": "hi", "files": [' + b"1" * 5000 + b"]}"),
+    (
+        "NaN",
+        "/v1/chat/completions",
+        b'{"model": "hugginggpt", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}',
+    ),
+    ("truncated", "/tasks", b'{"messages": [{"role": "user", "content": "summ'),
+    ("not an object", "/v1/chat/completions", b'"just a string"'),
+    ("empty", "/v1/runs", b""),
+]
+
+
+@pytest.mark.parametrize(("what", "route", "body"), RAW_BODIES, ids=[r[0] for r in RAW_BODIES])
+def test_malformed_bodies_get_a_json_error_not_a_crash(live, what, route, body):
+    response = httpx.post(f"{live.url}{route}", content=body, headers={"Content-Type": "application/json"}, timeout=30)
+    _check_error_body(response)
+    assert httpx.get(f"{live.url}/healthz").status_code == 200
+
+
+def test_a_bug_behind_a_route_still_answers_a_json_error(live):
+    """The scripted controller raises a plain RuntimeError on "crash": no route expects that, so the app-wide
+    handler answers (a 500, but as an error object, never Starlette's plain-text page)."""
+    response = httpx.post(f"{live.url}/tasks", json={"messages": [{"role": "user", "content": "crash now"}]})
+    assert response.status_code == 500
+    assert response.json()["error"] == {
+        "message": "internal server error",
+        "type": "server_error",
+        "param": None,
+        "code": "internal",
+    }

@@ -79,6 +79,7 @@ def create_app(gpt: HuggingGPT, settings: Settings | None = None, *, allow_any_h
     app.state.services = svc
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _server_error)  # a bug still answers JSON (and is logged)
     app.add_exception_handler(DiskFull, _disk_full)
     app.add_exception_handler(OSError, _disk_full)
     app.include_router(api.router)
@@ -127,6 +128,11 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     )
     body = {"error": {"message": f"invalid request: {problems}", "type": "invalid_request_error", "param": None}}
     return JSONResponse(body, status_code=400)
+
+
+async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+    body = {"error": {"message": "internal server error", "type": "server_error", "param": None, "code": "internal"}}
+    return JSONResponse(body, status_code=500)
 
 
 class _BodyLimit:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sse_starlette import ServerSentEvent
 
 from .api import event_stream, sse_frame
@@ -34,6 +34,7 @@ from .deps import (
     finish_or_cancel,
     owned_file,
     start_run,
+    valid_unicode,
 )
 from .runs import Run
 
@@ -61,6 +62,8 @@ class ChatRequest(BaseModel):
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     conversation_id: str | None = None
+
+    _unicode = model_validator(mode="before")(valid_unicode)
 
 
 class _Attachment(BaseModel):

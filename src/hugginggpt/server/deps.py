@@ -58,6 +58,24 @@ class ApiError(HTTPException):
         return {"error": {"message": self.detail, "type": self.kind, "param": self.param, "code": self.code}}
 
 
+def valid_unicode(value: Any) -> Any:
+    """`value` (a request body as parsed) unchanged, or a ValueError when a string in it holds a lone surrogate
+    (JSON allows `"\\ud800"`; UTF-8, SQLite and the LLM do not)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode; it holds a lone surrogate") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            valid_unicode(key)
+            valid_unicode(item)
+    elif isinstance(value, list):
+        for item in value:
+            valid_unicode(item)
+    return value
+
+
 def error_type(status: int) -> str:
     """The OpenAI error `type` for an HTTP status."""
     if status in _ERROR_TYPES:

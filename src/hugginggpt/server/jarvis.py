@@ -10,7 +10,7 @@ import asyncio
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import HuggingGPTError, LLMError, PlanError
 from ..llm.protocol import Message
@@ -26,6 +26,7 @@ from .deps import (
     start_run,
     too_many_runs,
     until_disconnected,
+    valid_unicode,
 )
 from .runs import Run
 
@@ -43,6 +44,8 @@ class JarvisRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     messages: list[JarvisMessage] = Field(min_length=1)
+
+    _unicode = model_validator(mode="before")(valid_unicode)
 
 
 def _split(body: JarvisRequest) -> tuple[str, list[Message]]:
