@@ -137,6 +137,7 @@ async def test_save_predictions_writes_our_plan_format(data, tmp_path):
     assert lines[0]["id"] == "1"
     assert lines[0]["plan"][1] == {"id": 1, "task": "summarization", "dep": [0], "args": {"text": "<resource>-0"}}
     assert lines[1]["plan"] is None and lines[1]["error"]
+    assert [line["llm_calls"] for line in lines] == [1, 3]  # the second: plan, repair, single-task fallback
 
 
 class _OpenAIHandler(BaseHTTPRequestHandler):

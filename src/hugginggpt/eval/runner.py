@@ -169,13 +169,15 @@ def evaluate(
 
 
 def save_predictions(predictions: Sequence[Prediction], path: Path) -> None:
-    """One JSON line per sample: {"id", "plan": [...] | null, "error"}, plans in our task format; with a
-    `"planner"` too when any prediction is not ours (`--planner plain` or `both`)."""
+    """One JSON line per sample: {"id", "plan": [...] | null, "error", "llm_calls"}, plans in our task format
+    (`llm_calls`: 1 for a plan that came out first time; ours: 2 after the repair call, 3 after the single-task
+    fallback too); with a `"planner"` too when any prediction is not ours (`--planner plain` or `both`)."""
     tagged = any(p.planner != "ours" for p in predictions)
     with Path(path).open("w", encoding="utf-8") as out:
         for p in predictions:
             plan = None if p.plan is None else [t.model_dump(exclude_none=True) for t in p.plan]  # no empty `step`
             line = {"id": p.id, **({"planner": p.planner} if tagged else {}), "plan": plan, "error": p.error}
+            line["llm_calls"] = p.llm_calls
             out.write(json.dumps(line) + "\n")
 
 
