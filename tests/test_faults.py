@@ -11,6 +11,7 @@ import hashlib
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -122,7 +123,8 @@ async def test_a_call_hung_on_a_model_server_does_not_leave_the_calls_behind_it_
         # queued behind the hung call on the server, this one is given up too, and must leave the queue with it
         with pytest.raises(ExpertError, match="gave no answer"):
             await impatient.call(card, {"text": "queued behind it"}, ctx)
-        models.release.touch()  # the hung call ends (for nobody); the model is free again
+        time.sleep(0.5)  # the server sees the hang-up within milliseconds; then the hung call ends (for nobody)
+        models.release.touch()
         later = await ServerBackend([models.url], timeout=30).call(card, {"text": "later"}, ctx)
         assert later == {"text": "label: 5 characters"}
         assert models.calls.read_text().splitlines() == ["hang on", "later"]  # never "queued behind it"

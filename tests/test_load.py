@@ -35,9 +35,9 @@ def test_fifty_conversations_over_five_keys_lose_nothing_and_see_nothing_of_each
 
 
 def test_memory_does_not_grow_with_the_requests_served(tmp_path):
-    """The app in this process: after a warm-up, two more rounds of load leave no run behind and traced memory
-    grows by less than 1 KiB a request (a run kept with its events, or the scripted LLM keeping each warmed
-    prefix as it once did, is several KiB a request; what is left after the warm-up is about 10 KiB in all)."""
+    """The app in this process: after a warm-up, rounds of load (200 requests or more) leave no run behind and
+    traced memory grows by less than 1 KiB a request (a run kept with its events, or the scripted LLM keeping each
+    warmed prefix as it once did, is several KiB a request; what is left after the warm-up is 10-70 KiB in all)."""
     keys = ["sk-memory-a", "sk-memory-b"]
     settings = settings_for(tmp_path, api_keys=SecretStr(",".join(keys)), max_runs_per_key=10)
     app = create_app(load_pipeline(settings), settings)
@@ -48,7 +48,7 @@ def test_memory_does_not_grow_with_the_requests_served(tmp_path):
             gc.collect()
             before = tracemalloc.get_traced_memory()[0]
             served = 0
-            for _ in range(2):
+            while served < 200:  # rounds until enough requests that what one keeps would show
                 report = asyncio.run(measure(server.url, os.getpid(), keys, 10, 5))
                 assert report.errors == report.lost == report.cross_key_leaks == 0, report.problems
                 served += report.requests
@@ -59,7 +59,6 @@ def test_memory_does_not_grow_with_the_requests_served(tmp_path):
         svc = app.state.services
         assert not svc.runs._live and not svc.runs._retrying and not svc.limiter._running
     assert sum(isinstance(o, Run) for o in gc.get_objects()) == 0
-    assert served >= 40
     print(f"{grown / 1024:.0f} KiB more after {served} requests")
     assert grown < served * 1024, f"{grown / 1024:.0f} KiB more after {served} requests"
 
