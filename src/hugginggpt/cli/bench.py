@@ -42,7 +42,7 @@ def bench_server(
     render.print_server_bench(report)
 
 
-WORKLOADS = ("all", "a", "b", "server", "llm", "load")
+WORKLOADS = ("all", "a", "b", "server", "llm", "load", "ray")
 
 
 @app.command()
@@ -56,7 +56,8 @@ def bench(
             "embedded stack on everyday requests, fresh process and warm (minutes); server: the server with the "
             "embedded LLM at 1 and 4 concurrent requests; llm: the controller LLM's cold/warm planning; load (not in "
             "all): 50 conversations over 5 API keys for 30 s on the scripted LLM, checked for lost requests and "
-            "cross-key reads (python -m hugginggpt.server.load for other sizes)"
+            "cross-key reads (python -m hugginggpt.server.load for other sizes); ray (not in all): workload A on the "
+            "local executor and on the Ray executor, turn about (the `ray` extra)"
         ),
     ] = "all",
     time_scale: Annotated[
@@ -137,5 +138,21 @@ def bench(
         data["load"] = load.model_dump()
         if not as_json:
             render.out.print("\n".join(load.lines()), soft_wrap=True, markup=False)
+    if "ray" in chosen:
+        try:
+            from ..distributed.overhead import measure_overhead
+        except ModuleNotFoundError as exc:
+            raise fail(
+                f"the ray workload needs the `ray` extra ({exc.name} is missing): pip install 'hugginggpt[ray]'"
+            ) from None
+        progress("ray: workload A on the local executor and on the Ray executor, turn about")
+        with tempfile.TemporaryDirectory(prefix="hugginggpt-bench-ray-") as folder:
+            try:
+                overhead = asyncio.run(measure_overhead(Path(folder), time_scale=time_scale))
+            except HuggingGPTError as exc:
+                raise fail(str(exc)) from None
+        data["ray"] = {**overhead.model_dump(), "ratio": overhead.ratio()}
+        if not as_json:
+            render.out.print("\n".join(overhead.lines()), soft_wrap=True, markup=False)
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
