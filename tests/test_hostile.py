@@ -376,11 +376,16 @@ async def test_a_name_with_any_private_address_is_refused_even_if_another_is_pub
 # -- text a regular expression must not take quadratic time on ----------------------------------------------
 
 
-@pytest.mark.timeout(20)
-def test_a_long_run_of_characters_without_a_file_name_is_checked_in_linear_time():
-    """The answer's grounding check looks for file names in every sentence; a 100,000-character word without a
-    dot took minutes (the server echoes a request up to 20,000 characters), now milliseconds."""
-    assert file_names("0" * 100_000) == []
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("word", ["0", "x", "a.", "x-", "a/"])
+def test_a_long_run_of_characters_without_a_file_name_is_checked_in_linear_time(word):
+    """The answer's grounding check looks for file names in every sentence; a 100,000-character word without a file
+    name took from seconds to minutes (quadratic: "x" * 100,000 took 105 s; the server echoes a request up to
+    20,000 characters), now about a second."""
+    assert file_names(word * (100_000 // len(word))) == []
+
+
+def test_file_names_are_still_found_after_long_text():
     (long_path,) = file_names("x" * 50_000 + " see " + "d/" * 200 + "out.png")  # its last 256 characters
     assert long_path.endswith("d/d/out.png")
     assert file_names("see /srv/files/conv-1/outputs/r/0.png now") == ["/srv/files/conv-1/outputs/r/0.png"]
@@ -515,6 +520,16 @@ def test_a_file_named_in_the_history_is_confined_like_any_other(live, claim):
     assert result["status"] == "failed" and SECRET.decode() not in response.text
 
 
+@pytest.mark.parametrize("claim", HISTORY_TRICKS[:2], ids=range(2))
+def test_a_file_named_in_an_openai_history_is_confined_too(live, claim):
+    turns = [("user", "show me the picture"), ("assistant", claim), ("user", "describe the picture")]
+    body = {"model": "hugginggpt", "messages": [{"role": role, "content": content} for role, content in turns]}
+    response = httpx.post(f"{live.url}/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    (result,) = response.json()["hugginggpt"]["results"]
+    assert result["status"] == "failed" and SECRET.decode() not in response.text
+
+
 def test_a_bomb_upload_fails_its_task_clearly_and_the_server_carries_on(live):
     bomb = httpx.post(f"{live.url}/v1/files", files={"file": ("bomb.png", _png_header(30_000, 30_000), "image/png")})
     assert bomb.status_code == 200
@@ -591,7 +606,7 @@ def test_the_hostile_lists_are_what_docs_security_counts():
         "traversal names in task arguments": len(TRAVERSAL_NAMES),
         "upload file names": len(UPLOAD_NAMES),
         "requests aimed outside the inputs": len(AIMED_OUTSIDE) + 1,
-        "history tricks": len(HISTORY_TRICKS),
+        "history tricks": len(HISTORY_TRICKS) + 2,
         "image bombs": len(BOMBS) + 2,
         "malformed audio files": len(MALFORMED_AUDIO),
         "private and odd URLs": len(PRIVATE_URLS) + len(OTHER_SCHEMES) + 3,

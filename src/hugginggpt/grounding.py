@@ -12,9 +12,9 @@ from pydantic import BaseModel, Field
 from .facts import TaskFacts, total_counts
 
 _NAME = r"[^\s'\"`<>()\[\]{},;*]"
-# A name's characters before the extension are bounded, so a long run without one (a 20,000-character request)
+# A scheme's and a name's characters are bounded, so a long word without either (a 20,000-character request)
 # costs linear time, not quadratic; a longer path still matches its last 256 characters, its file name among them.
-_FILE = re.compile(rf"(?:[a-z][a-z0-9+.-]*://)?{_NAME}{{0,255}}?[\w-]\.([A-Za-z][A-Za-z0-9]{{1,4}})\b", re.IGNORECASE)
+_FILE = re.compile(rf"(?:[a-z][a-z0-9+.-]{{0,30}}://)?{_NAME}{{0,255}}?[\w-]\.([A-Za-z][A-Za-z0-9]{{1,4}})\b", re.I)
 _MODEL = re.compile(r"(?<![\w/.-])([A-Za-z][\w.-]*/[\w.-]*\w)(?![\w/])")
 
 _MEDIA_NOUNS = {
