@@ -30,6 +30,7 @@ ray = need_module("ray", "the Ray executor's tests need the ray extra: pip insta
 
 from hugginggpt.distributed import NAMESPACE, ActorPools, RayExecutor, cluster_status  # noqa: E402
 from hugginggpt.distributed.actors import actor_options  # noqa: E402
+from hugginggpt.distributed.parcels import Shelf  # noqa: E402
 
 
 class ClockExpert:
@@ -216,6 +217,30 @@ async def test_a_file_one_expert_made_is_read_by_another(build, tmp_path):
         hosts = {s.model_id: s.pid for s in await gpt.executor.status()}
         assert hosts["test/draw"] != hosts["test/colour"] != os.getpid()  # two actors, neither this process
         assert image.sha256 in gpt.executor.shelf  # the drawn file stays in the object store for the next task
+
+
+async def test_files_can_go_through_a_shared_folder_instead(shared_pools, tmp_path):
+    experts = make_registry(SPECS)
+    shared = tmp_path / "shared"
+    gpt = HuggingGPT(
+        scripted(
+            plan_json(
+                ("text-to-image", 0, [], {"text": "a red square"}),
+                ("image-classification", 1, [0], {"image": "<resource>-0"}),
+            )
+        ),
+        experts,
+        settings=Settings(output_dir=tmp_path / "out"),
+        executor=RayExecutor(experts, shared_pools, shelf=Shelf(shared=shared)),
+    )
+    answer = await gpt.run("draw and classify")
+    draw, classify = answer.results
+    assert draw.status == classify.status == "ok"
+    assert classify.outputs["json"]["size"] == [160, 80]
+    (image,) = answer.artifacts()
+    assert Path(image.path).is_relative_to(tmp_path / "out")  # the request's copy
+    assert [p.name for p in shared.iterdir()] == [f"{image.sha256}.png"]  # the one the actors passed on
+    assert len(gpt.executor.shelf) == 0  # nothing went through the object store
 
 
 async def test_cancelling_a_request_cancels_its_running_expert(build, tmp_path, own_pools):

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     ray_pool_size: int = Field(1, ge=1, description="Ray actors per expert model at most (busy ones add another)")
     ray_idle_seconds: float = Field(300.0, gt=0, description="a Ray actor idle this long is released")
     ray_max_restarts: int = Field(3, ge=0, description="times Ray restarts an expert actor that died")
+    ray_shared_dir: Path | None = Field(
+        None,
+        description="a folder every Ray node sees at the same path (NFS, a shared disk): files between the controller "
+        "and the actors go through it instead of the object store; unset: the object store",
+    )
     ray_resources: dict[str, Resources] = Field(
         default_factory=dict,
         description="per model id, what each of its Ray actors asks for (num_cpus, num_gpus, memory_mb), over its "

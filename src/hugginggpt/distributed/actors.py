@@ -22,7 +22,7 @@ from ..experts.registry import ExpertRegistry
 from ..jobs import Job, JobResult
 from ..types import Artifact, ModelCard, Resources
 from .cluster import ACTOR_PREFIX
-from .parcels import Parcel, unpack
+from .parcels import Parcel, share, shared_path, unpack
 
 BuildExperts = Callable[[], ExpertRegistry]
 
@@ -42,8 +42,11 @@ class ExpertHost:
         self.running = 0
         self.last_done = time.monotonic()
 
-    async def run(self, job: Job, parcels: dict[str, Parcel]) -> tuple[JobResult, dict[str, bytes]]:
-        """Run `job` with its media arguments from `parcels`; its result, and its output files' bytes by sha256."""
+    async def run(
+        self, job: Job, parcels: dict[str, Parcel], shared: str | None = None
+    ) -> tuple[JobResult, dict[str, bytes]]:
+        """Run `job` with its media arguments from `parcels`; its result, and its output files' bytes by sha256 (with
+        a `shared` folder, none: the files are copied there)."""
         store = LocalArtifacts(self.root / f"job-{job.task_id}-{uuid.uuid4().hex[:8]}")
         self.running += 1
         try:
@@ -52,7 +55,10 @@ class ExpertHost:
                 args[key] = str(await unpack(parcel, store))
             outputs = await self.expert.run(args, ExpertContext(workspace=store, task_id=job.task_id, task=job.task))
             outputs = outputs if isinstance(outputs, dict) else {}
-            files = {v.sha256: Path(v.path).read_bytes() for v in outputs.values() if isinstance(v, Artifact)}
+            made = [v for v in outputs.values() if isinstance(v, Artifact)]
+            for artifact in made if shared is not None else ():
+                share(Path(artifact.path), shared_path(Path(shared), artifact))
+            files = {} if shared is not None else {a.sha256: Path(a.path).read_bytes() for a in made}
             return JobResult(task_id=job.task_id, outputs=outputs), files
         finally:
             self.running -= 1

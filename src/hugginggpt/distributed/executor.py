@@ -4,6 +4,7 @@ LLM run here, in the controller process, where the LLM is."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from ..jobs import Job, JobResult
 from ..types import Artifact, ModelCard, OutputValue
 from .actors import ActorPools, PooledActor
 from .cluster import ActorStatus, connect, first_line, last_line
-from .parcels import Parcel, Shelf
+from .parcels import Parcel, Shelf, shared_path
 
 
 def runs_in_controller(card: ModelCard) -> bool:
@@ -37,8 +38,9 @@ def actor_experts(settings: Settings) -> ExpertRegistry:
 
 class RayExecutor:
     """Runs each job on an actor of its model's pool (`pools`, shared by every request of the process), its files
-    through the object store (`shelf`), its result's files written into the request's store. A job of an expert
-    that uses the controller LLM runs here, on the local executor (at most `max_concurrency` at once).
+    through the object store or the shared folder (`shelf`), its result's files written into the request's store.
+    A job of an expert that uses the controller LLM runs here, on the local executor (at most `max_concurrency`
+    at once).
 
     Failures read as with the local executor: the expert's own exception comes back as it was raised. An actor
     that dies is restarted by Ray and its call run once more (`actor_options`); still failing, the job fails. A
@@ -50,7 +52,7 @@ class RayExecutor:
         self.experts = experts
         self.pools = pools
         self.local = LocalExecutor(experts, max_concurrency)
-        self.shelf = shelf or Shelf()
+        self.shelf = shelf if shelf is not None else Shelf()  # an empty shelf is falsy
 
     @classmethod
     def from_settings(cls, settings: Settings, experts: ExpertRegistry) -> RayExecutor:
@@ -63,7 +65,8 @@ class RayExecutor:
             max_restarts=settings.ray_max_restarts,
             resources=settings.ray_resources,
         )
-        return cls(experts, pools, max_concurrency=settings.max_concurrency)
+        shelf = Shelf(shared=settings.ray_shared_dir)
+        return cls(experts, pools, max_concurrency=settings.max_concurrency, shelf=shelf)
 
     async def run(self, job: Job, store: ArtifactStore) -> JobResult:
         expert = self.experts.find(job.task, job.model_id, job.backend)
@@ -84,7 +87,8 @@ class RayExecutor:
     async def _call(
         self, actor: PooledActor, job: Job, parcels: dict[str, Parcel]
     ) -> tuple[JobResult, dict[str, bytes], ray.ObjectRef]:
-        result_ref, files_ref = actor.handle.run.options(num_returns=2).remote(job, parcels)
+        shared = str(self.shelf.shared) if self.shelf.shared is not None else None
+        result_ref, files_ref = actor.handle.run.options(num_returns=2).remote(job, parcels, shared)
         try:
             return await result_ref, await files_ref, files_ref
         except asyncio.CancelledError:
@@ -110,12 +114,13 @@ class RayExecutor:
         outputs: dict[str, OutputValue] = {}
         for key, value in result.outputs.items():
             if isinstance(value, Artifact):
-                data = files[value.sha256]
                 path = store.new_path(job.task_id, job.task, Path(value.path).suffix)
-                path.write_bytes(data)
-                local = store.put(path, value.modality, value.media_type)
-                self.shelf.keep(local.sha256, files_ref, value.sha256, len(data))
-                value = local
+                if self.shelf.shared is not None:
+                    shutil.copyfile(shared_path(self.shelf.shared, value), path)
+                else:
+                    path.write_bytes(files[value.sha256])
+                    self.shelf.keep(value.sha256, files_ref, value.sha256, value.size or path.stat().st_size)
+                value = store.put(path, value.modality, value.media_type)
             outputs[key] = value
         return JobResult(task_id=job.task_id, outputs=outputs)
 
