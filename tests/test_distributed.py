@@ -1,6 +1,6 @@
 """The Ray executor: the pipeline on both executors with the same results, expert actors and their pools, faults,
 cancellation, files through the object store. A local Ray instance (2 CPUs, no dashboard, offline) starts once for
-the session; the experts are built in the actors from this module's specs (Ray's workers import this module)."""
+the module; the experts are built in the actors from this module's specs (Ray's workers import this module)."""
 
 from __future__ import annotations
 
@@ -97,8 +97,10 @@ def scripted(plan: str) -> ScriptedLLM:
     return ScriptedLLM(fallback=reply, chunk=8)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_session():
+    """A local Ray instance for this module's tests (the only ones that use Ray), shut down after them, so the rest
+    of the suite runs without it."""
     tests = str(Path(__file__).parent)
     path = os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p)
     env = {"PYTHONPATH": path, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -410,6 +412,38 @@ async def test_the_default_experts_run_in_actors_built_from_the_settings(ray_ses
         assert status.model_id == "cjhutto/vaderSentiment" and status.pid != os.getpid()
     finally:
         executor.close()
+
+
+def test_the_server_on_ray_serves_concurrent_requests_from_the_same_actors(own_pools, tmp_path):
+    """`hugginggpt serve --executor ray`: a live server whose requests share one pool per model."""
+    openai = need_module("openai", "the openai client is a dependency")
+    need_module("fastapi", "the server tests need the server extra: pip install -e '.[server]'")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hugginggpt.experts.llm import llm_experts
+    from hugginggpt.server.app import create_app
+    from hugginggpt.server.completions import MODEL_ID
+    from serverkit import Describer, LiveServer, Painter, controller, settings_for
+
+    specs = ((Painter, ()), (Describer, ()))
+    pools = own_pools(specs)
+    settings = settings_for(tmp_path, executor="ray")
+    llm = ScriptedLLM(fallback=controller, chunk=6)
+    experts = make_registry(specs)
+    for expert in llm_experts(llm):
+        experts.register(expert)
+    gpt = HuggingGPT(llm, experts, settings=settings, executor=RayExecutor(experts, pools))
+
+    def ask(colour: str) -> str:
+        with openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0, timeout=60) as client:
+            messages = [{"role": "user", "content": f"draw a {colour} kite and describe it"}]
+            return client.chat.completions.create(model=MODEL_ID, messages=messages).choices[0].message.content
+
+    with LiveServer(create_app(gpt, settings)) as live, ThreadPoolExecutor(2) as threads:
+        red, blue = threads.map(ask, ["red", "blue"])
+    assert "a 96x64 red image" in red and "a 96x64 blue image" in blue
+    statuses = [ray.get(actor.handle.status.remote()) for actor in pools.actors()]
+    assert sorted((s["model_id"], s["jobs"]) for s in statuses) == [("test/describer", 2), ("test/painter", 2)]
 
 
 # --- settings and errors -------------------------------------------------------------------------------------
