@@ -4,6 +4,7 @@ near-valid plans never crash them; a reply is either a valid plan or a `PlanErro
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
@@ -22,7 +23,9 @@ from hugginggpt.types import Plan, arg_modality
 
 TABLE = TaskTable()
 NAMES = TABLE.names()
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Examples per property: FUZZ_EXAMPLES=4000 for a deeper run than the suite's.
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # A clear message: one short paragraph that names the problem, not a traceback or a dump of the reply.
 MAX_MESSAGE = 1200
 
@@ -292,7 +295,7 @@ def test_replies_under_the_plan_schema_never_crash_the_rules(value):
 reply_texts = st.one_of(st.text(max_size=200), json_values.map(json.dumps), near_valid_plans.map(json.dumps))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES // 2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reply_texts, reply_texts, st.integers(1, 12))
 async def test_the_planner_streams_repairs_and_salvages_any_replies_into_a_plan_or_a_plan_error(first, second, chunk):
     """The whole stage 1 on two arbitrary replies (the plan, then the repair), streamed in `chunk`-character
