@@ -82,9 +82,25 @@ def test_duplicate_ids_are_rejected():
         validate_plan([t("summarization", 0, {"text": "a"}), t("summarization", 0, {"text": "b"})], TABLE)
 
 
-def test_forward_reference_is_rejected():
+def test_a_reference_to_a_missing_task_is_rejected():
     with pytest.raises(PlanError, match="no earlier task has id 1"):
-        validate_plan([t("text-to-speech", 0, {"text": "<resource>-1"}), t("summarization", 1, {"text": "x"})], TABLE)
+        validate_plan([t("text-to-speech", 0, {"text": "<resource>-1"}), t("summarization", 2, {"text": "x"})], TABLE)
+
+
+def test_a_task_written_before_the_task_it_uses_is_moved_after_it():
+    plan = validate_plan(
+        [
+            t("summarization", 0, {"text": "the report"}),
+            t("text-to-speech", 1, {"text": "<resource>-2"}),  # reads the translation, written after it
+            t("translation", 2, {"text": "<resource>-0", "tgt_lang": "German"}),
+        ],
+        TABLE,
+    )
+    assert [(x.id, x.task, x.dep) for x in plan.tasks] == [
+        (0, "summarization", []),
+        (2, "translation", [0]),
+        (1, "text-to-speech", [2]),
+    ]
 
 
 def test_self_reference_is_rejected():

@@ -377,6 +377,10 @@ def test_the_settings_choose_the_history_budget_and_how_many_bank_demos_are_retr
     assert len(more) == len(fixed) + 2 and more[: len(fixed) - 1] == fixed[:-1]
 
 
+def _step(task):
+    return {"step": "the part of the request it does", **task}
+
+
 def _valid(schema, value):
     return Draft202012Validator(schema).is_valid(value)
 
@@ -418,9 +422,21 @@ async def test_when_a_plan_and_its_repair_fail_one_task_on_the_inputs_comes_out(
     fallback = llm.calls[2][1]
     assert llm.calls[2][0] == llm.calls[0][0]  # the same prompt, a narrower schema
     assert not _valid(fallback, {"tasks": []})
-    assert not _valid(fallback, json.loads(self_ref))
+    assert _valid(fallback, {"tasks": [_step(t("image-to-text", 0, {"image": "photo.jpg"}))]})
+    assert not _valid(fallback, {"tasks": [_step(x) for x in json.loads(self_ref)["tasks"]]})
     two = [t("image-to-text", 0, {"image": "a.jpg"}), t("text-to-speech", 1, {"text": "<resource>-0"}, [0])]
-    assert not _valid(fallback, {"tasks": two})
+    assert not _valid(fallback, {"tasks": [_step(x) for x in two]})
+    # the request names a photo: the one task is one that takes an image
+    assert not _valid(fallback, {"tasks": [_step(t("summarization", 0, {"text": "photo.jpg"}))]})
+
+
+def test_the_fallback_takes_any_task_type_when_the_request_names_no_file():
+    planner = Planner(ScriptedLLM(), TABLE, demos=DEMOS)
+    anything = planner.fallback_schema("Tell me a joke about owls, then read it aloud.")
+    assert _valid(anything, {"tasks": [_step(t("text-generation", 0, {"text": "a joke about owls"}))]})
+    audio = planner.fallback_schema("What is said in talk.wav?")
+    assert _valid(audio, {"tasks": [_step(t("automatic-speech-recognition", 0, {"audio": "talk.wav"}))]})
+    assert not _valid(audio, {"tasks": [_step(t("text-generation", 0, {"text": "talk.wav"}))]})
 
 
 async def test_without_the_fallback_a_failed_repair_is_an_error():

@@ -4,8 +4,8 @@ A call that starts with a warmed prefix (the planning prompt) goes to a free slo
 one that holds nothing, whose KV state the prefix's saved state is restored into first (a fraction of a second,
 where processing the prefix again takes tens). Any other call goes first to a slot that holds no prefix, so the
 slots that do keep it. The first prefix warmed (the planning prompt) goes into every slot, a later one (the answer's
-system prompt) into the last slot only. Without this, llama.cpp picks slots itself, and under concurrent requests a plan could land
-in a slot an answer had just overwritten and process the whole prefix again.
+system prompt) into the last slot only. Without this, llama.cpp picks slots itself, and under concurrent requests a
+plan could land in a slot an answer had just overwritten and process the whole prefix again.
 """
 
 from __future__ import annotations

@@ -17,11 +17,11 @@ from ..jsontext import ArrayElementStream
 from ..llm.protocol import LLM, Message
 from ..prompts import load_demos, render
 from ..tasks import DEFAULT_TASK_TYPES, TaskTable
-from ..types import Plan, Task
+from ..types import Plan, Task, arg_modality
 from .demos import DemoBank, fit_demos, load_bank
 from .history import trim_history
 from .matching import TypeMatcher
-from .references import media_kind
+from .references import NAMED_FILE, file_kind, media_kind
 from .rules import MAX_TASKS, PlanBuilder, parse_plan, salvage_plan
 from .schema import plan_schema
 
@@ -80,9 +80,7 @@ class Planner:
         # A repair fixes the plan it is shown: it may not give up and answer with no tasks at all.
         self.repair_schema = copy.deepcopy(self.schema)
         _at_least_one(self.repair_schema)
-        # The last resort when a plan and its repair both fail: one task that uses only the request's inputs.
-        self.fallback_schema = plan_schema(table, 1, typed=typed, steps=steps, deps=deps, ordered=True)
-        _at_least_one(self.fallback_schema)
+        self._schema_options = {"typed": typed, "steps": steps, "deps": deps}
 
     @classmethod
     def from_settings(cls, llm: LLM, table: TaskTable, settings: Settings) -> Planner:
@@ -93,6 +91,17 @@ class Planner:
         embedder = SentenceEmbedder(threads=settings.expert_threads)
         matcher = TypeMatcher(DEFAULT_TASK_TYPES, table, embedder) if embedder.available else None
         return cls(llm, table, history_tokens=settings.history_tokens, bank=bank, retrieve=retrieve, matcher=matcher)
+
+    def fallback_schema(self, mentioned: str) -> dict[str, Any]:
+        """The last resort when a plan and its repair both fail: the schema of one task that uses only the
+        request's inputs, of a task type that takes one of the kinds of file the request (`mentioned`) names, if it
+        names any that some task type takes (a photo: a task that reads images)."""
+        kinds = {kind for m in NAMED_FILE.finditer(mentioned) if (kind := file_kind(m.group(0))) is not None}
+        readers = [t.name for t in self.table if kinds & {arg_modality(k) or "text" for k in t.inputs}]
+        table = self.table.subset(readers) if readers else self.table
+        schema = plan_schema(table, 1, ordered=True, **self._schema_options)
+        _at_least_one(schema)
+        return schema
 
     def select_demos(self, request: str, history: Sequence[Message] = ()) -> list[dict[str, Any]]:
         """The demos for this request: the fixed ones, then those retrieved for it (most similar last). Demos with
@@ -210,7 +219,8 @@ class Planner:
             return fixed
         if self.fallback:
             try:
-                single = await llm.complete(messages, json_schema=self.fallback_schema, max_tokens=512)
+                schema = self.fallback_schema(mentioned)
+                single = await llm.complete(messages, json_schema=schema, max_tokens=512)
                 if single.finish_reason != "length":
                     return parse_plan(single.text, self.table, self.max_tasks, adapt=adapt, **context)
             except (LLMError, PlanError):

@@ -18,10 +18,10 @@ from ..tasks import TaskTable, TaskType
 from ..types import Plan, Task, arg_modality
 from .references import (
     _FILE_OR_URL,
-    _NAMED_FILE,
     _PLACEHOLDER,
     _RESOURCE,
     _URL,
+    NAMED_FILE,
     _only_reference,
     _split_resources,
     file_kind,
@@ -266,7 +266,7 @@ class PlanBuilder:
 
     def _named_files(self, modality: str) -> set[str]:
         """The files of `modality` (a text document for text) the request or history names."""
-        return {m.group(0) for m in _NAMED_FILE.finditer(self.given) if file_kind(m.group(0)) == modality}
+        return {m.group(0) for m in NAMED_FILE.finditer(self.given) if file_kind(m.group(0)) == modality}
 
     def _mentions(self, name: str) -> bool:
         """Whether the request or history names this file, or at least its stem ("the masks" for masks.png; stems
@@ -280,7 +280,7 @@ class PlanBuilder:
             return False
         if self.exists is not None:  # input folders to look in: the stem counts when that file is there
             return self.exists(name)
-        return _NAMED_FILE.search(self.given) is not None
+        return NAMED_FILE.search(self.given) is not None
 
     def _pass_through(self, value: str, ref: int, modality: str | None) -> str | None:
         """The input task `ref` read, when `value` is just `<resource>-ref` and that task produces no `modality` but
@@ -377,13 +377,47 @@ def _check_cycles(items: list[Any]) -> None:
                 todo.append(sorted(graph[nxt] - {nxt}))
 
 
+def _in_order(items: list[Any]) -> list[Any]:
+    """The raw tasks (already checked for cycles) in an order where each comes after the tasks it uses: as written
+    where that holds, else each task moved after the later-written ones it uses (a plan that says "voice over the
+    video with the script" first and writes the script second). Ids stay as written; unreadable ids leave it as is."""
+    needs: list[set[int]] = []
+    ids: list[int] = []
+    for item in items:
+        if not isinstance(item, dict):
+            return items
+        try:
+            ids.append(_as_int(item.get("id"), "id"))
+        except PlanError:
+            return items
+        text = json.dumps(item.get("args", {}))
+        needs.append({task_number(n) for n in _PLACEHOLDER.findall(text)})
+    known = set(ids)
+    if len(known) != len(ids):  # duplicate ids: the builder names them
+        return items
+    ordered: list[int] = []
+    placed: set[int] = set()
+    waiting = list(range(len(items)))
+    while waiting:
+        ready = next(
+            (i for i in waiting if (needs[i] & known) - {ids[i]} <= placed),
+            waiting[0],  # cannot happen once cycles are refused; keep the rest as written
+        )
+        waiting.remove(ready)
+        ordered.append(ready)
+        placed.add(ids[ready])
+    return [items[i] for i in ordered]
+
+
 def validate_plan(value: Any, table: TaskTable, max_tasks: int = MAX_TASKS, **context: Any) -> Plan:
     """Validate and repair a parsed plan (list or {"tasks": [...]}); raise PlanError when it cannot be made valid.
 
-    `context` (`example_files`, `mentioned`): a media argument must name a file or URL the request or history
-    (`mentioned`) names, or a task's output; with no `mentioned`, only the prompt's example files are refused."""
+    Tasks written before the tasks they use are moved after them (`_in_order`). `context` (`example_files`,
+    `mentioned`): a media argument must name a file or URL the request or history (`mentioned`) names, or a task's
+    output; with no `mentioned`, only the prompt's example files are refused."""
     items = raw_tasks(value)
     _check_cycles(items)
+    items = _in_order(items)
     builder = PlanBuilder(table, max_tasks, **context)
     for item in items:
         builder.add(item)
