@@ -2,8 +2,9 @@
 bounded time, then a check that nothing was lost and nothing crossed keys.
 
 Each conversation uploads a file, then sends requests one after another (each naming a token of its own; every
-fourth starts a run and reads its SSE events to the end, the others are chat completions) until the time is up. Afterwards every conversation is read back with its owner's key (every request must be there as a run
-that ended `done`, with its reply, and each answer must carry its own request's token) and with another key (the
+fourth starts a run and reads its SSE events to the end, the others are chat completions) until the time is up.
+Afterwards every conversation is read back with its owner's key (every request must be there as a run that ended
+`done`, with its reply, and each answer must carry its own request's token) and with another key (the
 conversation, each of its runs, their event streams, files and file contents must all be "not found"). The server's
 RSS is sampled throughout. With the scripted LLM (default) what is measured is the server; with `embedded`, the
 shipped stack (keep the counts small: a request takes tens of seconds on a laptop).
