@@ -27,7 +27,7 @@ NAMES = TABLE.names()
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # A clear message: one short paragraph that names the problem, not a traceback or a dump of the reply.
-MAX_MESSAGE = 1200
+MAX_MESSAGE = 1000
 
 json_scalars = (
     st.none()
@@ -120,10 +120,10 @@ near_valid_plans = st.one_of(
 )
 
 
-def _check_error(exc: PlanError) -> None:
+def _check_error(exc: PlanError, limit: int = MAX_MESSAGE) -> None:
     message = str(exc)
     assert message.strip(), "an empty PlanError"
-    assert len(message) <= MAX_MESSAGE, f"a {len(message)}-character PlanError: {message[:200]}…"
+    assert len(message) <= limit, f"a {len(message)}-character PlanError: {message[:200]}…"
     assert "Traceback" not in message
 
 
@@ -180,11 +180,30 @@ def test_near_valid_plans_are_repaired_or_refused_clearly(value):
     _validate(value, mentioned="a.jpg b.png clip.wav movie.mp4 https://example.com/x.png", example_files={"b.png"})
 
 
+def _out_of_order(items: list[Any]) -> bool:
+    """Whether a raw task uses a task written after it (the whole reply is reordered; a stream cannot be)."""
+    later: set[str] = set()
+    for item in reversed(items):
+        if not isinstance(item, dict):
+            return False
+        text = json.dumps(item.get("args", {}))
+        if any(n in later for n in re.findall(r"<\s*(?:resource|generated)\s*>?\s*-\s*(\d+)", text, re.I)):
+            return True
+        later.add(str(item.get("id")).strip())
+    return False
+
+
 @FUZZ
 @given(near_valid_plans)
+@example(
+    [
+        {"task": "text-to-speech", "id": 1, "args": {"text": "<resource>-0"}},
+        {"task": "summarization", "id": 0, "args": {"text": "hi"}},
+    ]
+)
 def test_streaming_a_plan_task_by_task_agrees_with_validating_it_whole(value):
     """The pipeline adds tasks one by one while the reply streams: the same tasks come out as from the whole
-    reply, or the same kind of refusal."""
+    reply, or a refusal, where the whole reply is refused too unless it was only written out of order."""
     try:
         whole = validate_plan(value, TABLE)
     except PlanError:
@@ -196,7 +215,7 @@ def test_streaming_a_plan_task_by_task_agrees_with_validating_it_whole(value):
             builder.add(item)
     except PlanError as exc:
         _check_error(exc)
-        assert whole is None
+        assert whole is None or _out_of_order(items)
         return
     if whole is not None:  # the whole-reply check may also refuse a cycle the builder sees as a forward reference
         assert builder.plan() == whole
@@ -305,7 +324,7 @@ async def test_the_planner_streams_repairs_and_salvages_any_replies_into_a_plan_
     try:
         plan = await planner.plan("describe a.jpg and read notes.txt aloud", on_task=streamed.append)
     except PlanError as exc:
-        _check_error(exc)
+        _check_error(exc, 2 * MAX_MESSAGE + 100)  # the plan's error and the repair's, each bounded
     else:
         _check_plan(plan)
     _check_plan(Plan(tasks=streamed))
