@@ -75,7 +75,9 @@ class PinnedTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, *, allow_private: bool = False, inner: httpx.AsyncBaseTransport | None = None) -> None:
         self.allow_private = allow_private
-        self._inner = inner or httpx.AsyncHTTPTransport(retries=0)
+        # no kept-alive connections: a connection is keyed by the IP, and a redirect to another name at the same IP
+        # must get its own TLS handshake for that name
+        self._inner = inner or httpx.AsyncHTTPTransport(retries=0, limits=httpx.Limits(max_keepalive_connections=0))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         host = request.url.host
