@@ -419,6 +419,7 @@ UPLOAD_NAMES = [
 def live(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     (root / "secret.png").write_bytes(SECRET)
+    (root / "secret.txt").write_bytes(SECRET)
     with Served(root, max_upload_bytes=4000) as server:
         server.root = root
         yield server
@@ -476,6 +477,8 @@ AIMED_OUTSIDE = [
     "describe /proc/self/cwd/secret.png",
     "describe uploads/../../secret.png",
     "describe outputs/../../../secret.png",
+    "summarize ../../secret.txt",  # a text argument naming a document means its content: read through the same check
+    "summarize /etc/hostname.txt",
 ]
 
 
