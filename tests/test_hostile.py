@@ -299,13 +299,16 @@ def two_sites(monkeypatch):
     public address to the first lookup and the private one to every later lookup (DNS rebinding)."""
     hits: list[str] = []
     handler = type("Site", (_Site,), {"hits": hits})
-    public = ThreadingHTTPServer(("127.0.0.2", 0), handler)
-    port = public.server_address[1]
-    try:
-        private = ThreadingHTTPServer(("127.0.0.1", port), handler)
-    except OSError:
-        public.server_close()
-        pytest.skip("the port is taken on 127.0.0.1")
+    for _ in range(20):  # the same free port on both addresses
+        public = ThreadingHTTPServer(("127.0.0.2", 0), handler)
+        port = public.server_address[1]
+        try:
+            private = ThreadingHTTPServer(("127.0.0.1", port), handler)
+            break
+        except OSError:
+            public.server_close()
+    else:
+        raise AssertionError("no port free on both 127.0.0.1 and 127.0.0.2")
     servers = [public, private]
     for server in servers:
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
