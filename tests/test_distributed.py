@@ -49,6 +49,40 @@ class ClockExpert:
         }
 
 
+class MeetExpert:
+    """Any task: leaves a file named after its model in `folder`, then waits (up to a minute) for the file of the
+    model `other`: two of them both end only when they run at the same time."""
+
+    def __init__(self, task: str, model_id: str, folder: str, other: str) -> None:
+        self.card = card(task, model_id)
+        self.folder = Path(folder)
+        self.other = other
+
+    async def run(self, args, ctx):
+        (self.folder / self.card.id.replace("/", "_")).touch()
+        waited = time.monotonic()
+        while not (self.folder / self.other.replace("/", "_")).exists():
+            if time.monotonic() - waited > 60:
+                raise TimeoutError(f"{self.other} never ran while {self.card.id} did")
+            await asyncio.sleep(0.05)
+        return {"text": f"{self.card.task}: {args.get('text', '')}"}
+
+
+class StuckOnceExpert:
+    """Any task: the first call in `folder` hangs until its actor is killed; every later one (the rerun in the
+    restarted actor) ends at once, saying in which process it ran."""
+
+    def __init__(self, task: str, model_id: str, folder: str) -> None:
+        self.card = card(task, model_id)
+        self.marker = Path(folder) / "first-call"
+
+    async def run(self, args, ctx):
+        if not self.marker.exists():
+            self.marker.touch()
+            await asyncio.sleep(60)
+        return {"text": f"{self.card.task}: {args.get('text', '')}", "json": {"pid": os.getpid()}}
+
+
 class WaitExpert:
     """summarization: waits a minute; cancelled, it leaves a file named `cancelled` in `folder`."""
 
@@ -81,6 +115,16 @@ SPECS = (
 
 def plan_json(*tasks) -> str:
     return json.dumps({"tasks": [{"task": t, "id": i, "dep": d, "args": a} for t, i, d, a in tasks]})
+
+
+def on_ray(experts: ExpertRegistry, pools, tmp_path, *tasks, **settings) -> HuggingGPT:
+    """A pipeline on the Ray executor with `pools`, whose scripted LLM plans `tasks`."""
+    return HuggingGPT(
+        scripted(plan_json(*tasks)),
+        experts,
+        settings=Settings(output_dir=tmp_path / "out", **settings),
+        executor=RayExecutor(experts, pools),
+    )
 
 
 def scripted(plan: str) -> ScriptedLLM:
@@ -165,19 +209,23 @@ async def until_running(executor: RayExecutor, seconds: float = 20.0) -> list:
 # --- the same pipeline on both executors ---------------------------------------------------------------------
 
 
-async def test_parallel_branches_overlap_and_their_join_waits_for_both(build):
-    gpt = build(
-        plan_json(
-            ("summarization", 0, [], {"text": "a"}),
-            ("text-classification", 1, [], {"text": "b"}),
-            ("text-to-image", 2, [0, 1], {"text": "<resource>-0 and <resource>-1"}),
-        )
+async def test_parallel_branches_overlap_and_their_join_waits_for_both(build, own_pools, tmp_path):
+    meet = str(tmp_path)
+    specs = (
+        (DrawExpert, ()),
+        (MeetExpert, ("summarization", "test/meet-a", meet, "test/meet-b")),
+        (MeetExpert, ("text-classification", "test/meet-b", meet, "test/meet-a")),
     )
+    plan = plan_json(
+        ("summarization", 0, [], {"text": "a"}),
+        ("text-classification", 1, [], {"text": "b"}),
+        ("text-to-image", 2, [0, 1], {"text": "<resource>-0 and <resource>-1"}),
+    )
+    gpt = build(plan, specs=specs, pools=own_pools(specs) if build.kind == "ray" else None)
     answer = await gpt.run("go")
     first, second, join = answer.results
-    assert [r.status for r in answer.results] == ["ok", "ok", "ok"]
-    a, b = first.outputs["json"], second.outputs["json"]
-    assert a["start"] < b["end"] and b["start"] < a["end"]  # the branches ran at the same time
+    # each branch waits for the other to start: both end only if they ran at the same time
+    assert [r.status for r in answer.results] == ["ok", "ok", "ok"], [r.error for r in answer.results]
     assert join.args["text"] == "summarization: a and text-classification: b"
     assert join.started_at >= max(first.finished_at, second.finished_at)
     assert Path(join.outputs["image"].path).is_file()
@@ -270,12 +318,7 @@ async def test_cancelling_a_request_cancels_its_running_expert(build, tmp_path, 
 
 async def test_two_concurrent_requests_share_one_actor(shared_pools, tmp_path):
     experts = make_registry(SPECS)
-    gpt = HuggingGPT(
-        scripted(plan_json(("summarization", 0, [], {"text": "a"}))),
-        experts,
-        settings=Settings(output_dir=tmp_path / "out"),
-        executor=RayExecutor(experts, shared_pools),
-    )
+    gpt = on_ray(experts, shared_pools, tmp_path, ("summarization", 0, [], {"text": "a"}))
     one, two = await asyncio.gather(gpt.run("first"), gpt.run("second"))
     a, b = one.results[0].outputs["json"], two.results[0].outputs["json"]
     assert one.results[0].status == two.results[0].status == "ok"
@@ -285,15 +328,10 @@ async def test_two_concurrent_requests_share_one_actor(shared_pools, tmp_path):
 
 
 async def test_a_killed_actor_is_restarted_and_its_task_runs_again(own_pools, tmp_path):
-    specs = ((ClockExpert, ("summarization", "test/slow", 1.5)),)
+    specs = ((StuckOnceExpert, ("summarization", "test/slow", str(tmp_path))),)
     pools = own_pools(specs, max_restarts=1)
     experts = make_registry(specs)
-    gpt = HuggingGPT(
-        scripted(plan_json(("summarization", 0, [], {"text": "a"}))),
-        experts,
-        settings=Settings(output_dir=tmp_path / "out", task_timeout=60),
-        executor=RayExecutor(experts, pools),
-    )
+    gpt = on_ray(experts, pools, tmp_path, ("summarization", 0, [], {"text": "a"}), task_timeout=60)
     running = asyncio.create_task(gpt.run("go"))
     (before,) = await until_running(gpt.executor)
     (actor,) = pools.actors()
@@ -307,17 +345,11 @@ async def test_a_killed_actor_is_restarted_and_its_task_runs_again(own_pools, tm
 
 
 async def test_an_actor_that_stays_dead_fails_its_task_like_any_failure(own_pools, tmp_path):
-    specs = ((ClockExpert, ("summarization", "test/slow", 1.5)),)
+    specs = ((StuckOnceExpert, ("summarization", "test/slow", str(tmp_path))),)
     pools = own_pools(specs, max_restarts=0)
     experts = make_registry(specs)
-    gpt = HuggingGPT(
-        scripted(
-            plan_json(("summarization", 0, [], {"text": "a"}), ("text-to-image", 1, [0], {"text": "<resource>-0"}))
-        ),
-        experts,
-        settings=Settings(output_dir=tmp_path / "out", task_timeout=60),
-        executor=RayExecutor(experts, pools),
-    )
+    plan = (("summarization", 0, [], {"text": "a"}), ("text-to-image", 1, [0], {"text": "<resource>-0"}))
+    gpt = on_ray(experts, pools, tmp_path, *plan, task_timeout=60)
     running = asyncio.create_task(gpt.run("go"))
     await until_running(gpt.executor)
     ray.kill(pools.actors()[0].handle, no_restart=False)
@@ -361,12 +393,7 @@ async def test_idle_actors_are_released(own_pools, tmp_path):
 
 async def test_the_status_shows_each_actor_its_node_and_memory(shared_pools, tmp_path):
     experts = make_registry(SPECS)
-    gpt = HuggingGPT(
-        scripted(plan_json(("summarization", 0, [], {"text": "a"}))),
-        experts,
-        settings=Settings(output_dir=tmp_path / "out"),
-        executor=RayExecutor(experts, shared_pools),
-    )
+    gpt = on_ray(experts, shared_pools, tmp_path, ("summarization", 0, [], {"text": "a"}))
     await gpt.run("go")
     status = await asyncio.to_thread(cluster_status)
     (node,) = status.nodes
