@@ -11,6 +11,11 @@ from ..errors import HuggingGPTError
 from .base import ExecutorOption, app, fail, pipeline, server_modules, settings_of
 from .render import err
 
+# Seconds an idle connection stays open: longer than clients keep theirs (httpx and the OpenAI SDK: 5 s), so a
+# client never sends a request on a connection the server is just closing (with equal timeouts about one request
+# in a few thousand failed under load).
+KEEP_ALIVE_SECONDS = 75
+
 
 @app.command("serve-models")
 def serve_models(
@@ -73,4 +78,11 @@ def serve(
         soft_wrap=True,
     )
     application = server_app.create_app(gpt, settings, allow_any_host=insecure)
-    uvicorn.run(application, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
