@@ -430,10 +430,12 @@ async def test_when_a_plan_and_its_repair_fail_one_task_on_the_inputs_comes_out(
     assert not _valid(fallback, {"tasks": [_step(t("summarization", 0, {"text": "photo.jpg"}))]})
 
 
-def test_the_fallback_takes_any_task_type_when_the_request_names_no_file():
+def test_the_fallback_takes_a_task_type_that_needs_no_file_when_the_request_names_none():
     planner = Planner(ScriptedLLM(), TABLE, demos=DEMOS)
     anything = planner.fallback_schema("Tell me a joke about owls, then read it aloud.")
     assert _valid(anything, {"tasks": [_step(t("text-generation", 0, {"text": "a joke about owls"}))]})
+    # no file named: no task that needs one (a made-up cat.jpg for "generate a cat" cannot come out)
+    assert not _valid(anything, {"tasks": [_step(t("image-to-image", 0, {"image": "cat.jpg", "text": "a cat"}))]})
     audio = planner.fallback_schema("What is said in talk.wav?")
     assert _valid(audio, {"tasks": [_step(t("automatic-speech-recognition", 0, {"audio": "talk.wav"}))]})
     assert not _valid(audio, {"tasks": [_step(t("text-generation", 0, {"text": "talk.wav"}))]})

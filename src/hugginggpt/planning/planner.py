@@ -16,7 +16,7 @@ from ..errors import LLMError, PlanError
 from ..jsontext import ArrayElementStream
 from ..llm.protocol import LLM, Message
 from ..prompts import load_demos, render
-from ..tasks import DEFAULT_TASK_TYPES, TaskTable
+from ..tasks import DEFAULT_TASK_TYPES, TaskTable, TaskType
 from ..types import Plan, Task, arg_modality
 from .demos import DemoBank, fit_demos, load_bank
 from .history import trim_history
@@ -94,11 +94,16 @@ class Planner:
 
     def fallback_schema(self, mentioned: str) -> dict[str, Any]:
         """The last resort when a plan and its repair both fail: the schema of one task that uses only the
-        request's inputs, of a task type that takes one of the kinds of file the request (`mentioned`) names, if it
-        names any that some task type takes (a photo: a task that reads images)."""
+        request's inputs, of a task type whose files are of kinds the request (`mentioned`) names and that reads one
+        of them (a photo named: a task that reads images; no file named: a task that needs none), where the table
+        has one."""
         kinds = {kind for m in NAMED_FILE.finditer(mentioned) if (kind := file_kind(m.group(0))) is not None}
-        readers = [t.name for t in self.table if kinds & {arg_modality(k) or "text" for k in t.inputs}]
-        table = self.table.subset(readers) if readers else self.table
+        fits = [
+            t.name
+            for t in self.table
+            if _media_inputs(t) <= kinds and (not kinds or kinds & {arg_modality(k) or "text" for k in t.inputs})
+        ]
+        table = self.table.subset(fits) if fits else self.table
         schema = plan_schema(table, 1, ordered=True, **self._schema_options)
         _at_least_one(schema)
         return schema
@@ -226,6 +231,10 @@ class Planner:
             except (LLMError, PlanError):
                 pass
         raise PlanError(f"{error} (and the repair attempt failed: {second})") from None
+
+
+def _media_inputs(task_type: TaskType) -> set[str]:
+    return {m for key in task_type.inputs if (m := arg_modality(key)) in ("image", "audio", "video")}
 
 
 def _at_least_one(schema: dict[str, Any]) -> None:
