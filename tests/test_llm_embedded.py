@@ -264,6 +264,19 @@ async def test_a_plan_from_the_ordered_schema_refers_only_to_earlier_tasks(llm):
 
 
 @needs_smollm2
+async def test_the_fallback_schema_gives_one_task_on_the_request_s_own_inputs(llm):
+    table = TaskTable(DEFAULT_TASK_TYPES).subset({"summarization", "text-to-speech", "image-to-text"})
+    planner = Planner(llm, table)
+    schema = planner.fallback_schema("Summarise the plan, then read it aloud.")
+    completion = await llm.complete(planner.messages("Summarise the plan, then read it aloud."), json_schema=schema)
+    assert completion.finish_reason == "stop"
+    plan = json.loads(completion.text)
+    Draft202012Validator(schema).validate(plan)
+    (task,) = plan["tasks"]
+    assert task["task"] != "image-to-text" and "<" not in task["args"]["text"]
+
+
+@needs_smollm2
 async def test_streams_deltas_on_the_event_loop_that_add_up_to_the_text(llm):
     loop_thread = threading.get_ident()
     deltas: list[str] = []

@@ -434,6 +434,8 @@ def test_the_fallback_takes_a_task_type_that_needs_no_file_when_the_request_name
     planner = Planner(ScriptedLLM(), TABLE, demos=DEMOS)
     anything = planner.fallback_schema("Tell me a joke about owls, then read it aloud.")
     assert _valid(anything, {"tasks": [_step(t("text-generation", 0, {"text": "a joke about owls"}))]})
+    # the one task has nothing before it: no <resource>-N in a text argument either
+    assert not _valid(anything, {"tasks": [_step(t("text-generation", 0, {"text": "about <resource>-1"}))]})
     # no file named: no task that needs one (a made-up cat.jpg for "generate a cat" cannot come out)
     assert not _valid(anything, {"tasks": [_step(t("image-to-image", 0, {"image": "cat.jpg", "text": "a cat"}))]})
     audio = planner.fallback_schema("What is said in talk.wav?")

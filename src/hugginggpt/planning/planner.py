@@ -94,9 +94,9 @@ class Planner:
 
     def fallback_schema(self, mentioned: str) -> dict[str, Any]:
         """The last resort when a plan and its repair both fail: the schema of one task that uses only the
-        request's inputs, of a task type whose files are of kinds the request (`mentioned`) names and that reads one
-        of them (a photo named: a task that reads images; no file named: a task that needs none), where the table
-        has one."""
+        request's inputs (no `<resource>-N` in any argument), of a task type whose files are of kinds the request
+        (`mentioned`) names and that reads one of them (a photo named: a task that reads images; no file named: a
+        task that needs none), where the table has one."""
         kinds = {kind for m in NAMED_FILE.finditer(mentioned) if (kind := file_kind(m.group(0))) is not None}
         fits = [
             t.name
@@ -104,7 +104,7 @@ class Planner:
             if _media_inputs(t) <= kinds and (not kinds or kinds & {arg_modality(k) or "text" for k in t.inputs})
         ]
         table = self.table.subset(fits) if fits else self.table
-        schema = plan_schema(table, 1, ordered=True, **self._schema_options)
+        schema = plan_schema(table, 1, ordered=True, literal=True, **self._schema_options)
         _at_least_one(schema)
         return schema
 

@@ -10,6 +10,8 @@ from .references import MEDIA_PATTERN
 from .rules import MAX_ARG_CHARS, MAX_TASKS
 
 _MEDIA_VALUE = r'[^<>"\\\n\r\t]{1,200}'  # a file name or URL, as MEDIA_PATTERN allows it
+# Text with no `<resource>-N` in it: no `<` (and, as any pattern must for valid JSON, no quote or backslash).
+_LITERAL_TEXT = rf'^[^<"\\\n\r\t]{{1,{MAX_ARG_CHARS}}}$'
 
 
 def plan_schema(
@@ -20,6 +22,7 @@ def plan_schema(
     steps: bool = False,
     deps: bool = True,
     ordered: bool = False,
+    literal: bool = False,
 ) -> dict[str, Any]:
     """JSON schema for a plan: task names as an enum, argument keys as known properties, bounded sizes.
 
@@ -31,7 +34,8 @@ def plan_schema(
 
     With `ordered=True` the schema knows each task's place: the task at position i has id i, and its `dep` and
     media arguments can name only tasks 0..i-1 (one tuple per plan length, tasks in `$defs`), so a decoder bound
-    to it cannot write a task that uses itself or a later task.
+    to it cannot write a task that uses itself or a later task. With `literal=True` (for the single task of the
+    fallback) no text argument may hold `<resource>-N` either.
     """
     keys: list[str] = []
     for task_type in table:
@@ -39,11 +43,11 @@ def plan_schema(
     if not ordered:
         tasks: dict[str, Any] = {
             "type": "array",
-            "items": _items(table, keys, typed, steps, deps),
+            "items": _items(table, keys, typed, steps, deps, literal=literal),
             "maxItems": max_tasks,
         }
         return _plan(tasks)
-    defs = {f"task-{i}": _items(table, keys, typed, steps, deps, position=i) for i in range(max_tasks)}
+    defs = {f"task-{i}": _items(table, keys, typed, steps, deps, i, literal) for i in range(max_tasks)}
     lengths = [
         {
             "type": "array",
@@ -61,11 +65,17 @@ def _plan(tasks: dict[str, Any]) -> dict[str, Any]:
 
 
 def _items(
-    table: TaskTable, keys: list[str], typed: bool, steps: bool, deps: bool, position: int | None = None
+    table: TaskTable,
+    keys: list[str],
+    typed: bool,
+    steps: bool,
+    deps: bool,
+    position: int | None = None,
+    literal: bool = False,
 ) -> dict[str, Any]:
     if typed:
-        return {"anyOf": [_task_schema([t.name], t.arg_keys, t.inputs, steps, deps, position) for t in table]}
-    return _task_schema(table.names(), keys, [], steps, deps, position)
+        return {"anyOf": [_task_schema([t.name], t.arg_keys, t.inputs, steps, deps, position, literal) for t in table]}
+    return _task_schema(table.names(), keys, [], steps, deps, position, literal)
 
 
 def _task_schema(
@@ -75,10 +85,11 @@ def _task_schema(
     steps: bool = False,
     deps: bool = True,
     position: int | None = None,
+    literal: bool = False,
 ) -> dict[str, Any]:
     args: dict[str, Any] = {
         "type": "object",
-        "properties": {k: _arg_schema(k, position) for k in keys},
+        "properties": {k: _arg_schema(k, position, literal) for k in keys},
         "additionalProperties": False,
     }
     if required:
@@ -106,7 +117,9 @@ def _task_schema(
     }
 
 
-def _arg_schema(key: str, position: int | None = None) -> dict[str, Any]:
+def _arg_schema(key: str, position: int | None = None, literal: bool = False) -> dict[str, Any]:
+    if arg_modality(key) == "text" and literal:
+        return {"type": "string", "pattern": _LITERAL_TEXT}
     if arg_modality(key) not in ("image", "audio", "video"):
         return {"type": "string", "maxLength": MAX_ARG_CHARS}
     if position is None:
