@@ -276,9 +276,9 @@ async def test_invalid_plan_gets_one_repair_request_with_the_error():
     assert Draft202012Validator(llm.calls[0][1]).is_valid(empty)
 
 
-async def test_failed_repair_raises_both_errors():
+async def test_failed_repair_and_fallback_raise_every_error():
     llm = ScriptedLLM("not json", "still not json", "nor the single-task fallback")
-    with pytest.raises(PlanError, match="no JSON.*repair attempt failed"):
+    with pytest.raises(PlanError, match="no JSON.*repair attempt failed: no JSON.*; nor a single task: no JSON"):
         await Planner(llm, TABLE).plan("hello")
     assert len(llm.calls) == 3
 

@@ -222,15 +222,17 @@ class Planner:
                     return partial
         if second is None:
             return fixed
+        last = ""
         if self.fallback:
             try:
                 schema = self.fallback_schema(mentioned)
                 single = await llm.complete(messages, json_schema=schema, max_tokens=512)
-                if single.finish_reason != "length":
-                    return parse_plan(single.text, self.table, self.max_tasks, adapt=adapt, **context)
-            except (LLMError, PlanError):
-                pass
-        raise PlanError(f"{error} (and the repair attempt failed: {second})") from None
+                if single.finish_reason == "length":
+                    raise PlanError("it was cut off at the token limit")
+                return parse_plan(single.text, self.table, self.max_tasks, adapt=adapt, **context)
+            except (LLMError, PlanError) as exc:
+                last = f"; nor a single task: {exc}"
+        raise PlanError(f"{error} (and the repair attempt failed: {second}{last})") from None
 
 
 def _media_inputs(task_type: TaskType) -> set[str]:
