@@ -21,7 +21,7 @@ from ..types import Plan, Task, arg_modality
 from .demos import DemoBank, fit_demos, load_bank
 from .history import trim_history
 from .matching import TypeMatcher
-from .references import NAMED_FILE, file_kind, media_kind
+from .references import media_kind, named_files
 from .rules import MAX_TASKS, PlanBuilder, parse_plan, salvage_plan
 from .schema import plan_schema
 
@@ -97,7 +97,7 @@ class Planner:
         request's inputs (no `<resource>-N` in any argument), of a task type whose files are of kinds the request
         (`mentioned`) names and that reads one of them (a photo named: a task that reads images; no file named: a
         task that needs none), where the table has one."""
-        kinds = {kind for m in NAMED_FILE.finditer(mentioned) if (kind := file_kind(m.group(0))) is not None}
+        kinds = set(named_files(mentioned).values())
         fits = [
             t.name
             for t in self.table

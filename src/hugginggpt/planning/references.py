@@ -55,6 +55,12 @@ def normalize_placeholders(value: str) -> str:
     return _PLACEHOLDER.sub(lambda m: f"<resource>-{task_number(m.group(1))}", value)
 
 
+def named_files(text: str) -> dict[str, str]:
+    """The files and URLs `text` names, each with its kind (image, audio, video, text); names of no known kind are
+    left out."""
+    return {m.group(0): kind for m in NAMED_FILE.finditer(text) if (kind := file_kind(m.group(0))) is not None}
+
+
 def file_kind(value: str) -> str | None:
     """image, audio, video or text (a document such as notes.md) when `value` is a single file name or URL with
     such an extension, else None."""

@@ -24,8 +24,8 @@ from .references import (
     NAMED_FILE,
     _only_reference,
     _split_resources,
-    file_kind,
     media_kind,
+    named_files,
     normalize_placeholders,
     references,
     short,
@@ -266,7 +266,7 @@ class PlanBuilder:
 
     def _named_files(self, modality: str) -> set[str]:
         """The files of `modality` (a text document for text) the request or history names."""
-        return {m.group(0) for m in NAMED_FILE.finditer(self.given) if file_kind(m.group(0)) == modality}
+        return {name for name, kind in named_files(self.given).items() if kind == modality}
 
     def _mentions(self, name: str) -> bool:
         """Whether the request or history names this file, or at least its stem ("the masks" for masks.png; stems
