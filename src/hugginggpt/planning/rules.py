@@ -341,18 +341,28 @@ def raw_tasks(value: Any) -> list[Any]:
     raise PlanError('the reply is not a task list; expected {"tasks": [...]}')
 
 
+def _uses(items: list[Any]) -> list[tuple[int, set[int]] | None]:
+    """Each raw task's id and the task numbers its arguments' placeholders name; None where it has no readable id."""
+    found: list[tuple[int, set[int]] | None] = []
+    for item in items:
+        try:
+            node = _as_int(item.get("id"), "id") if isinstance(item, dict) else None
+        except PlanError:
+            node = None
+        if node is None:
+            found.append(None)
+            continue
+        text = json.dumps(item.get("args", {}))
+        found.append((node, {task_number(n) for n in _PLACEHOLDER.findall(text)}))
+    return found
+
+
 def _check_cycles(items: list[Any]) -> None:
     """Name a cycle among the raw tasks, if there is one, before the forward-reference check does less well."""
     graph: dict[int, set[int]] = {}
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        try:
-            node = _as_int(item.get("id"), "id")
-        except PlanError:
-            continue
-        text = json.dumps(item.get("args", {}))
-        graph.setdefault(node, set()).update(task_number(n) for n in _PLACEHOLDER.findall(text))
+    for use in _uses(items):
+        if use is not None:
+            graph.setdefault(use[0], set()).update(use[1])
     done: set[int] = set()
     for start in graph:
         if start in done:
@@ -381,17 +391,11 @@ def _in_order(items: list[Any]) -> list[Any]:
     """The raw tasks (already checked for cycles) in an order where each comes after the tasks it uses: as written
     where that holds, else each task moved after the later-written ones it uses (a plan that says "voice over the
     video with the script" first and writes the script second). Ids stay as written; unreadable ids leave it as is."""
-    needs: list[set[int]] = []
-    ids: list[int] = []
-    for item in items:
-        if not isinstance(item, dict):
-            return items
-        try:
-            ids.append(_as_int(item.get("id"), "id"))
-        except PlanError:
-            return items
-        text = json.dumps(item.get("args", {}))
-        needs.append({task_number(n) for n in _PLACEHOLDER.findall(text)})
+    uses = _uses(items)
+    if any(use is None for use in uses):
+        return items
+    ids = [use[0] for use in uses if use is not None]
+    needs = [use[1] for use in uses if use is not None]
     known = set(ids)
     if len(known) != len(ids):  # duplicate ids: the builder names them
         return items
