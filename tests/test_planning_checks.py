@@ -354,14 +354,14 @@ async def test_without_dep_lists_a_plan_gets_its_dependencies_from_the_placehold
     )
     llm = ScriptedLLM(plan_text)
     planner = Planner(llm, TABLE, demos=DEMOS, deps=False)
-    schema_task = planner.schema["$defs"]["task-0"]["anyOf"][0]
+    schema_task = planner.constraint["json_schema"]["$defs"]["task-0"]["anyOf"][0]
     assert "dep" not in schema_task["properties"] and "dep" not in schema_task["required"]
     system, *demos = planner.prefix()
     assert '"dep"' not in system.content and all('"dep"' not in m.content for m in demos)
     plan = await planner.plan("draw a cat and describe the picture")
     assert [(task.id, task.dep) for task in plan.tasks] == [(0, []), (1, [0])]
     with_deps = Planner(ScriptedLLM(), TABLE, demos=DEMOS)  # the default: each task lists its dep
-    assert "dep" in with_deps.schema["$defs"]["task-1"]["anyOf"][0]["required"]
+    assert "dep" in with_deps.constraint["json_schema"]["$defs"]["task-1"]["anyOf"][0]["required"]
     assert '"dep": [' in with_deps.prefix()[0].content
 
 
@@ -432,13 +432,13 @@ async def test_when_a_plan_and_its_repair_fail_one_task_on_the_inputs_comes_out(
 
 def test_the_fallback_takes_a_task_type_that_needs_no_file_when_the_request_names_none():
     planner = Planner(ScriptedLLM(), TABLE, demos=DEMOS)
-    anything = planner.fallback_schema("Tell me a joke about owls, then read it aloud.")
+    anything = planner.fallback_constraint("Tell me a joke about owls, then read it aloud.")["json_schema"]
     assert _valid(anything, {"tasks": [_step(t("text-generation", 0, {"text": "a joke about owls"}))]})
     # the one task has nothing before it: no <resource>-N in a text argument either
     assert not _valid(anything, {"tasks": [_step(t("text-generation", 0, {"text": "about <resource>-1"}))]})
     # no file named: no task that needs one (a made-up cat.jpg for "generate a cat" cannot come out)
     assert not _valid(anything, {"tasks": [_step(t("image-to-image", 0, {"image": "cat.jpg", "text": "a cat"}))]})
-    audio = planner.fallback_schema("What is said in talk.wav?")
+    audio = planner.fallback_constraint("What is said in talk.wav?")["json_schema"]
     assert _valid(audio, {"tasks": [_step(t("automatic-speech-recognition", 0, {"audio": "talk.wav"}))]})
     assert not _valid(audio, {"tasks": [_step(t("text-generation", 0, {"text": "talk.wav"}))]})
 

@@ -8,9 +8,9 @@ machine. Modes, on the same requests:
 - `ours`: the pipeline as shipped (`HuggingGPT`, default settings: streamed plan, `fit` selection);
 - `ours-no-stream`: the same with `stream_plan=False`;
 - `staged`: the paper's pipeline as the original code runs it, built from our parts as an ablation: the full plan
-  first, then a scheduler that looks for ready tasks every 0.5 s; each task, once ready, asks the LLM to choose
-  its model when it has two or more candidates (one call per task), text tasks are served by the LLM (one call
-  each), then the answer;
+  first (in JSON, as the paper's), then a scheduler that looks for ready tasks every 0.5 s; each task, once ready,
+  asks the LLM to choose its model when it has two or more candidates (one call per task), text tasks are served
+  by the LLM (one call each), then the answer;
 - `bound`: the critical path computed from the parts measured in the `ours` run: plan generation + the longest
   chain of expert times + answer generation (`critical_path`).
 
@@ -159,15 +159,16 @@ async def run_staged(
     llm: CountingLLM,
     experts: ExpertRegistry,
     catalog: ModelCatalog | None = None,
-    planner: Planner | None = None,
+    table: TaskTable | None = None,
     inputs: Sequence[Path] = (),
     poll: float = POLL_SECONDS,
 ) -> ModeRun:
-    """The paper's staged pipeline from our parts: full plan, polled scheduling with per-task selection, answer.
-    `llm` (counted) plans, selects and answers; the experts, catalogue and planner default to workload A's."""
+    """The paper's staged pipeline from our parts: full plan (JSON, as the paper's), polled scheduling with per-task
+    selection, answer. `llm` (counted) plans, selects and answers; the experts, catalogue and task table default to
+    workload A's."""
     catalog = catalog or ModelCatalog(experts.cards())
-    planner = planner or Planner(llm, TaskTable(DEFAULT_TASK_TYPES))
-    table = planner.table
+    table = table or TaskTable(DEFAULT_TASK_TYPES)
+    planner = Planner(llm, table, syntax="json")
     workspace = Workspace(out, list(inputs) or [out])
     await warm(llm, planner.prefix())  # the same restored planning prefix as `ours` gets
     start = time.perf_counter()

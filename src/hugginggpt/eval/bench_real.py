@@ -133,7 +133,7 @@ async def run_staged_real(gpt: HuggingGPT, request: str, inputs: Path, output_di
     """The staged ablation on the real parts (its LLM calls counted, text tasks included)."""
     llm = CountingLLM(gpt.llm)
     run: ModeRun = await run_staged(
-        request, output_dir, llm=llm, experts=gpt.experts, catalog=gpt.catalog, planner=gpt.planner, inputs=[inputs]
+        request, output_dir, llm=llm, experts=gpt.experts, catalog=gpt.catalog, table=gpt.planner.table, inputs=[inputs]
     )
     # an LLM-served task calls the LLM directly, not the counted one
     return RealRun(**{**run.model_dump(), "llm_calls": run.llm_calls + run.llm_tasks})

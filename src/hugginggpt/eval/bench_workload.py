@@ -17,6 +17,7 @@ from ..experts.protocol import Expert, ExpertContext, Outputs
 from ..experts.registry import ExpertRegistry
 from ..llm.protocol import LLM, Completion, Message, warm
 from ..llm.scripted import ScriptedLLM
+from ..planning.syntax import NO_TASKS, LineSyntax
 from ..tasks import DEFAULT_TASK_TYPES
 from ..types import ModelCard
 
@@ -56,7 +57,10 @@ class BenchRequest(BaseModel):
         """The task graph: each task's id and the ids it depends on."""
         return {t["id"]: t["dep"] for t in self.tasks}
 
-    def plan_reply(self) -> str:
+    def plan_reply(self, syntax: str = "json") -> str:
+        """The plan as the planner asks for it: JSON, or (`lines`) one line per task."""
+        if syntax == "lines":
+            return LineSyntax().show(self.tasks)
         return json.dumps({"tasks": self.tasks}, ensure_ascii=False)
 
 
@@ -159,6 +163,7 @@ class CountingLLM:
     def __init__(self, inner: LLM) -> None:
         self.inner = inner
         self.name = inner.name
+        self.accepts_grammar = getattr(inner, "accepts_grammar", False)
         self.calls = 0
         self.generated_tokens = 0
 
@@ -173,12 +178,16 @@ class CountingLLM:
 
 
 def scripted_reply(requests: Sequence[BenchRequest] = REQUESTS) -> Callable[[Sequence[Message], Any], str]:
-    """The scripted controller: the plan for a known request, the first candidate for a selection, a translation
-    for a text task, and a fixed answer."""
+    """The scripted controller: the plan for a known request (in lines when the planner gives a grammar, as the
+    shipped one does with a backend that takes one; JSON under a schema), the first candidate for a selection, a
+    translation for a text task, and a fixed answer."""
     plans = {r.request: r.plan_reply() for r in requests}
+    lines = {r.request: r.plan_reply("lines") for r in requests}
 
-    def reply(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+    def reply(messages: Sequence[Message], schema: dict[str, Any] | None, grammar: str | None = None) -> str:
         properties = (schema or {}).get("properties", {})
+        if grammar is not None:
+            return lines.get(messages[-1].content, NO_TASKS)
         if "tasks" in properties:
             return plans.get(messages[-1].content, '{"tasks": []}')
         if properties and all(key.startswith("task_") for key in properties):
@@ -198,8 +207,10 @@ def scripted_reply(requests: Sequence[BenchRequest] = REQUESTS) -> Callable[[Seq
 def workload_parts(
     tokens_per_second: float, time_scale: float = 1.0, prompt_tokens_per_second: float = PROMPT_TOKENS_PER_SECOND
 ) -> tuple[CountingLLM, ExpertRegistry]:
-    """A fresh counted scripted LLM and the experts: two timed candidates per media task type, the LLM for text."""
+    """A fresh counted scripted LLM and the experts: two timed candidates per media task type, the LLM for text.
+    The LLM takes a grammar, as the embedded one does, so the shipped planner writes its plans in lines."""
     scripted = ScriptedLLM(
+        accepts_grammar=True,
         fallback=scripted_reply(),
         tokens_per_second=tokens_per_second / time_scale,
         prompt_tokens_per_second=prompt_tokens_per_second / time_scale,

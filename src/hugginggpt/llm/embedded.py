@@ -55,7 +55,8 @@ DEFAULT_SLOTS = 2  # calls decoded together; each slot has its own KV cache of `
 
 
 class EmbeddedLLM:
-    """The `LLM` protocol over an in-process llama.cpp model, with JSON-schema constrained decoding and streaming.
+    """The `LLM` protocol over an in-process llama.cpp model, with JSON-schema or GBNF-grammar constrained
+    decoding and streaming.
 
     `model_path=None` uses the bundled model. Backends made with the same model and settings share one loaded
     model, so building several pipelines in a process costs nothing after the first load. The model has `slots`
@@ -68,6 +69,8 @@ class EmbeddedLLM:
     `prompt_cache_dir` (default: `prompt-cache` in the user cache) where an earlier process saved it, or processed
     once and saved there for the next process.
     """
+
+    accepts_grammar = True  # `complete(grammar=...)`: a GBNF grammar instead of a JSON schema
 
     def __init__(
         self,
@@ -148,7 +151,10 @@ class EmbeddedLLM:
         max_tokens: int | None = None,
         temperature: float = 0.0,
         on_delta: DeltaCallback | None = None,
+        grammar: str | None = None,
     ) -> Completion:
+        if json_schema is not None and grammar is not None:
+            raise ValueError("give a JSON schema or a grammar, not both")
         request: dict[str, Any] = {
             "messages": [m.model_dump() for m in messages],
             "max_tokens": max_tokens or self.max_tokens,
@@ -162,6 +168,8 @@ class EmbeddedLLM:
                 "type": "json_schema",
                 "json_schema": {"name": "reply", "schema": json_schema, "strict": True},
             }
+        if grammar is not None:
+            request["grammar"] = grammar
         loop = asyncio.get_running_loop()
         stop = threading.Event()
         callback_errors: list[BaseException] = []

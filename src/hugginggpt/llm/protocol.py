@@ -50,6 +50,8 @@ DeltaCallback = Callable[[str], None]
 class LLM(Protocol):
     """A chat model. `json_schema` constrains the reply where the backend can; `on_delta` gets text as it streams.
 
+    Optional: `accepts_grammar = True` with a `grammar: str | None` keyword on `complete` (a GBNF grammar that binds
+    the reply instead of `json_schema`, as llama.cpp takes it); callers pass `grammar` only to backends with it.
     Optional: `async def warm(prefix: Sequence[Message]) -> Any`, called (through `warm` below) with the fixed start
     of later prompts before the first of them, so a backend can get it ready (the embedded one restores its saved
     KV state). Backends without it need nothing.

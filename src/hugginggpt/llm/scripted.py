@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,7 +34,9 @@ def _flatten(messages: Sequence[Message]) -> str:
 class ScriptedLLM:
     """Answers each call with the next scripted reply.
 
-    A reply is a string, an exception to raise, or a function of (messages, json_schema) returning a string.
+    A reply is a string, an exception to raise, or a function of (messages, json_schema) returning a string; a
+    function with a `grammar` parameter also gets the call's grammar. With `accepts_grammar=True` the LLM takes
+    `complete(grammar=...)` as the embedded one does (`grammars` records each call's, None where there was none).
     With `fallback` set, it answers every call after the script runs out; otherwise that is an error.
     Every call is recorded in `calls` as (messages, json_schema). With `tokens_per_second` set, a reply takes the
     time a model generating at that rate would: its tokens come out one by one on that schedule (streamed to
@@ -52,6 +55,7 @@ class ScriptedLLM:
         chunk: int = 8,
         tokens_per_second: float | None = None,
         prompt_tokens_per_second: float | None = None,
+        accepts_grammar: bool = False,
     ) -> None:
         for rate in (tokens_per_second, prompt_tokens_per_second):
             if rate is not None and rate <= 0:
@@ -65,6 +69,8 @@ class ScriptedLLM:
         self._delay = delay
         self._chunk = chunk
         self.calls: list[tuple[list[Message], dict[str, Any] | None]] = []
+        self.accepts_grammar = accepts_grammar
+        self.grammars: list[str | None] = []
 
     async def warm(self, prefix: Sequence[Message]) -> None:
         """Count `prefix` as read (a prompt cache restored it): later prompts that start with it skip reading it."""
@@ -80,8 +86,12 @@ class ScriptedLLM:
         max_tokens: int | None = None,
         temperature: float = 0.0,
         on_delta: DeltaCallback | None = None,
+        grammar: str | None = None,
     ) -> Completion:
+        if grammar is not None and not self.accepts_grammar:
+            raise LLMError("this scripted LLM takes no grammar (accepts_grammar=False)")
         self.calls.append((list(messages), json_schema))
+        self.grammars.append(grammar)
         if self._replies:
             reply = self._replies.pop(0)
         elif self._fallback is not None:
@@ -94,7 +104,12 @@ class ScriptedLLM:
             await self._read_prompt(messages)
         if isinstance(reply, Exception):
             raise reply
-        text = reply if isinstance(reply, str) else reply(messages, json_schema)
+        if isinstance(reply, str):
+            text = reply
+        elif "grammar" in inspect.signature(reply).parameters:
+            text = reply(messages, json_schema, grammar=grammar)
+        else:
+            text = reply(messages, json_schema)
         if self._rate is not None:
             await self._generate(text, on_delta)
         elif on_delta is not None:

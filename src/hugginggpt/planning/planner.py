@@ -1,19 +1,17 @@
 """Stage 1: turn a request (and chat history) into a validated task graph.
 
 Builds the prompt (specification, few-shot demos, trimmed history, the task types available now), asks the LLM for
-schema-constrained JSON, parses it (streamed, task by task), then validates and repairs it.
+a constrained reply in its plan syntax (`syntax`: JSON, or a line per task), parses it (streamed, task by task),
+then validates and repairs it.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..embedding import SentenceEmbedder
 from ..errors import LLMError, PlanError
-from ..jsontext import ArrayElementStream
 from ..llm.protocol import LLM, Message
 from ..prompts import load_demos, render
 from ..tasks import DEFAULT_TASK_TYPES, TaskTable, TaskType
@@ -23,7 +21,7 @@ from .history import trim_history
 from .matching import TypeMatcher
 from .references import media_kind, named_files
 from .rules import MAX_TASKS, PlanBuilder, parse_plan, salvage_plan
-from .schema import plan_schema
+from .syntax import syntax_for
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -58,6 +56,7 @@ class Planner:
         ordered: bool = True,
         matcher: TypeMatcher | None = None,
         fallback: bool = True,
+        syntax: str = "auto",
     ) -> None:
         self.llm = llm
         self.table = table
@@ -76,11 +75,10 @@ class Planner:
         self.example_files = {
             v for d in shown for t in d["tasks"] for k, v in t["args"].items() if media_kind(v) is not None
         }
-        self.schema = plan_schema(table, max_tasks, typed=typed, steps=steps, deps=deps, ordered=ordered)
+        self.syntax = syntax_for(syntax, llm, typed=typed, steps=steps, deps=deps, ordered=ordered)
+        self.constraint = self.syntax.constraint(table, max_tasks)
         # A repair fixes the plan it is shown: it may not give up and answer with no tasks at all.
-        self.repair_schema = copy.deepcopy(self.schema)
-        _at_least_one(self.repair_schema)
-        self._schema_options = {"typed": typed, "steps": steps, "deps": deps}
+        self.repair_constraint = self.syntax.constraint(table, max_tasks, at_least_one=True)
 
     @classmethod
     def from_settings(cls, llm: LLM, table: TaskTable, settings: Settings) -> Planner:
@@ -90,10 +88,19 @@ class Planner:
         bank = DemoBank(load_bank()) if retrieve else None
         embedder = SentenceEmbedder(threads=settings.expert_threads)
         matcher = TypeMatcher(DEFAULT_TASK_TYPES, table, embedder) if embedder.available else None
-        return cls(llm, table, history_tokens=settings.history_tokens, bank=bank, retrieve=retrieve, matcher=matcher)
+        return cls(
+            llm,
+            table,
+            history_tokens=settings.history_tokens,
+            bank=bank,
+            retrieve=retrieve,
+            matcher=matcher,
+            syntax=settings.plan_syntax,
+        )
 
-    def fallback_schema(self, mentioned: str) -> dict[str, Any]:
-        """The last resort when a plan and its repair both fail: the schema of one task that uses only the
+    def fallback_constraint(self, mentioned: str) -> dict[str, Any]:
+        """The last resort when a plan and its repair both fail: the constraint (`json_schema` or `grammar`, as
+        `LLM.complete` takes it) of one task that uses only the
         request's inputs (no `<resource>-N` in any argument), of a task type whose files are of kinds the request
         (`mentioned`) names and that reads one of them (a photo named: a task that reads images; no file named: a
         task that needs none), where the table has one."""
@@ -104,9 +111,7 @@ class Planner:
             if _media_inputs(t) <= kinds and (not kinds or kinds & {arg_modality(k) or "text" for k in t.inputs})
         ]
         table = self.table.subset(fits) if fits else self.table
-        schema = plan_schema(table, 1, ordered=True, literal=True, **self._schema_options)
-        _at_least_one(schema)
-        return schema
+        return self.syntax.constraint(table, 1, at_least_one=True, literal=True)
 
     def select_demos(self, request: str, history: Sequence[Message] = ()) -> list[dict[str, Any]]:
         """The demos for this request: the fixed ones, then those retrieved for it (most similar last). Demos with
@@ -122,22 +127,24 @@ class Planner:
     def prefix(self) -> list[Message]:
         """The fixed start of every planning prompt `messages` builds: the system prompt and the fixed demos without
         a history (those with one, and retrieved demos, come later), the same for every request and history."""
-        system = render("planning.j2", task_types=list(self.table), steps=self.steps, deps=self.deps)
-        messages = [Message(role="system", content=system)]
+        messages = [Message(role="system", content=self._system())]
         for demo in self.demos:
             if not demo.get("history"):
                 messages.append(Message(role="user", content=demo["request"]))
-                messages.append(Message(role="assistant", content=json.dumps({"tasks": self._shown(demo["tasks"])})))
+                messages.append(Message(role="assistant", content=self.syntax.show(self._shown(demo["tasks"]))))
         return messages
 
+    def _system(self) -> str:
+        deps = self.deps and self.syntax.name == "json"
+        return render("planning.j2", task_types=list(self.table), steps=self.steps, deps=deps, syntax=self.syntax.name)
+
     def messages(self, request: str, history: Sequence[Message] = ()) -> list[Message]:
-        system = render("planning.j2", task_types=list(self.table), steps=self.steps, deps=self.deps)
-        messages = [Message(role="system", content=system)]
+        messages = [Message(role="system", content=self._system())]
         for demo in self.select_demos(request, history):
             for turn in demo.get("history", []):
                 messages.append(Message(**turn))
             messages.append(Message(role="user", content=demo["request"]))
-            messages.append(Message(role="assistant", content=json.dumps({"tasks": self._shown(demo["tasks"])})))
+            messages.append(Message(role="assistant", content=self.syntax.show(self._shown(demo["tasks"]))))
         messages.extend(trim_history(history, self.history_tokens))
         messages.append(Message(role="user", content=request))
         return messages
@@ -145,7 +152,7 @@ class Planner:
     def _shown(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Demo tasks as the model must write them: with `step` first when steps are on, with `dep` when deps are
         on, without them otherwise."""
-        left_out = {"step"} | (set() if self.deps else {"dep"})
+        left_out = {"step"} | (set() if self.deps and self.syntax.name == "json" else {"dep"})
         shown = [{k: v for k, v in t.items() if k not in left_out} for t in tasks]
         if not self.steps:
             return shown
@@ -168,15 +175,18 @@ class Planner:
         messages = self.messages(request, history)
         mentioned = "\n".join([*(m.content for m in history), request])
         context: dict[str, Any] = {"example_files": self.example_files, "mentioned": mentioned, "exists": exists}
-        stream = ArrayElementStream()
+        stream = self.syntax.stream()
         builder = PlanBuilder(self.table, self.max_tasks, **context)
         streaming_ok = on_task is not None
 
-        def on_delta(delta: str) -> None:
+        def on_delta(delta: str | None) -> None:
+            """Feed `delta`, or (None) the end of the reply."""
             nonlocal streaming_ok
             if not streaming_ok:
                 return
-            for raw in stream.feed(delta):
+            close = getattr(stream, "close", None)
+            ready = stream.feed(delta) if delta is not None else close() if close is not None else []
+            for raw in ready:
                 try:
                     new = builder.add(raw if adapt is None else adapt([raw])[0])
                 except PlanError:
@@ -186,12 +196,15 @@ class Planner:
                     on_task(task)
 
         completion = await llm.complete(
-            messages, json_schema=self.schema, max_tokens=1024, on_delta=on_delta if on_task else None
+            messages, **self.constraint, max_tokens=1024, on_delta=on_delta if on_task else None
         )
+        read = self.syntax.read
         try:
             if completion.finish_reason == "length":
                 raise PlanError("the plan was cut off at the token limit")
-            return parse_plan(completion.text, self.table, self.max_tasks, adapt=adapt, **context)
+            if on_task is not None:
+                on_delta(None)
+            return parse_plan(completion.text, self.table, self.max_tasks, adapt=adapt, read=read, **context)
         except PlanError as first:
             if not self.repair:
                 raise
@@ -199,17 +212,17 @@ class Planner:
         fix = [
             *messages,
             Message(role="assistant", content=completion.text[:4000]),
-            Message(role="user", content=render("repair.j2", error=str(error))),
+            Message(role="user", content=render("repair.j2", error=str(error), syntax=self.syntax.name)),
         ]
         try:
-            repaired = await llm.complete(fix, json_schema=self.repair_schema, max_tokens=1024)
+            repaired = await llm.complete(fix, **self.repair_constraint, max_tokens=1024)
         except LLMError:
             raise error from None
         second: PlanError | None = None
         try:
             if repaired.finish_reason == "length":
                 raise PlanError("the repaired plan was cut off at the token limit")
-            fixed = parse_plan(repaired.text, self.table, self.max_tasks, adapt=adapt, **context)
+            fixed = parse_plan(repaired.text, self.table, self.max_tasks, adapt=adapt, read=read, **context)
         except PlanError as exc:
             second = exc
         else:
@@ -217,7 +230,7 @@ class Planner:
                 return fixed
         if self.salvage:  # the repair failed or dropped every task: keep what was valid
             for reply in (repaired, completion):
-                partial = salvage_plan(reply.text, self.table, self.max_tasks, adapt=adapt, **context)
+                partial = salvage_plan(reply.text, self.table, self.max_tasks, adapt=adapt, read=read, **context)
                 if partial.tasks:
                     return partial
         if second is None:
@@ -225,11 +238,11 @@ class Planner:
         last = ""
         if self.fallback:
             try:
-                schema = self.fallback_schema(mentioned)
-                single = await llm.complete(messages, json_schema=schema, max_tokens=512)
+                constraint = self.fallback_constraint(mentioned)
+                single = await llm.complete(messages, **constraint, max_tokens=512)
                 if single.finish_reason == "length":
                     raise PlanError("it was cut off at the token limit")
-                return parse_plan(single.text, self.table, self.max_tasks, adapt=adapt, **context)
+                return parse_plan(single.text, self.table, self.max_tasks, adapt=adapt, read=read, **context)
             except (LLMError, PlanError) as exc:
                 last = f"; nor a single task: {exc}"
         raise PlanError(f"{error} (and the repair attempt failed: {second}{last})") from None
@@ -237,15 +250,6 @@ class Planner:
 
 def _media_inputs(task_type: TaskType) -> set[str]:
     return {m for key in task_type.inputs if (m := arg_modality(key)) in ("image", "audio", "video")}
-
-
-def _at_least_one(schema: dict[str, Any]) -> None:
-    """Make `schema` refuse an empty plan."""
-    tasks = schema["properties"]["tasks"]
-    if "anyOf" in tasks:  # ordered: one form per plan length, the first the empty plan
-        tasks["anyOf"] = tasks["anyOf"][1:]
-    else:
-        tasks["minItems"] = 1
 
 
 def plan_to_json(tasks: Iterable[Task]) -> list[dict[str, Any]]:

@@ -428,20 +428,26 @@ def validate_plan(value: Any, table: TaskTable, max_tasks: int = MAX_TASKS, **co
     return builder.plan()
 
 
+def _read_json(text: str) -> Any:
+    try:
+        return extract_json(text)
+    except JSONNotFound as exc:
+        raise PlanError(str(exc)) from None
+
+
 def parse_plan(
     text: str,
     table: TaskTable,
     max_tasks: int = MAX_TASKS,
     *,
     adapt: Callable[[Any], Any] | None = None,
+    read: Callable[[str], Any] | None = None,
     **context: Any,
 ) -> Plan:
     """Parse LLM text into a validated plan (see `validate_plan`). `adapt`, when given, turns the reply's JSON into
-    ours first (the TaskBench evaluation reads TaskBench's `<node-N>` and `task_nodes` with it)."""
-    try:
-        value = extract_json(text)
-    except JSONNotFound as exc:
-        raise PlanError(str(exc)) from None
+    ours first (the TaskBench evaluation reads TaskBench's `<node-N>` and `task_nodes` with it). `read` turns the
+    text into JSON (the plan syntax's reader; PlanError when it cannot): by default, the first JSON in it."""
+    value = _read_json(text) if read is None else read(text)
     if adapt is not None:
         value = adapt(value)
     return validate_plan(value, table, max_tasks, **context)
@@ -453,14 +459,16 @@ def salvage_plan(
     max_tasks: int = MAX_TASKS,
     *,
     adapt: Callable[[Any], Any] | None = None,
+    read: Callable[[str], Any] | None = None,
     **context: Any,
 ) -> Plan:
     """The valid tasks of a reply that fails validation: invalid tasks, and tasks that use their outputs, are left
-    out, and `dropped` says why. An empty plan when nothing in the reply is usable. `adapt` as in `parse_plan`."""
+    out, and `dropped` says why. An empty plan when nothing in the reply is usable. `adapt`, `read` as in
+    `parse_plan`."""
     try:
-        value = extract_json(text)
+        value = _read_json(text) if read is None else read(text)
         items = raw_tasks(value if adapt is None else adapt(value))
-    except (JSONNotFound, PlanError):
+    except PlanError:
         return Plan()
     builder = PlanBuilder(table, max_tasks, **context)
     dropped = []
