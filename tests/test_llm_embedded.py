@@ -277,11 +277,11 @@ async def test_the_fallback_schema_gives_one_task_on_the_request_s_own_inputs(ll
 
 
 @needs_smollm2
-async def test_a_plan_in_lines_under_the_grammar_reads_back_and_refers_only_to_earlier_tasks(llm):
-    # llama.cpp takes the line syntax's GBNF grammar; what comes out reads as a plan of the table's types
+async def test_a_plan_in_code_under_the_grammar_reads_back_and_refers_only_to_earlier_tasks(llm):
+    # llama.cpp takes the plan grammar (GBNF); what comes out reads as a plan of the table's types
     table = TaskTable(DEFAULT_TASK_TYPES).subset({"image-to-text", "text-to-speech", "image-classification"})
     planner = Planner(llm, table, max_tasks=3)
-    assert planner.syntax.name == "lines"
+    assert planner.syntax.name == "code"
     request = "Classify photo.jpg, describe it, then read the description aloud."
     completion = await llm.complete(planner.messages(request), **planner.constraint, max_tokens=200)
     assert completion.finish_reason == "stop"

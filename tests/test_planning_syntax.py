@@ -1,47 +1,52 @@
-"""The plan syntaxes: lines shown and read back, streamed, the grammar's shape; the planner on a grammar backend."""
+"""The plan syntaxes: code shown and read back, streamed, the grammar's shape; the planner on a grammar backend."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hugginggpt.errors import PlanError
+from hugginggpt.errors import LLMError, PlanError
 from hugginggpt.llm.scripted import ScriptedLLM
 from hugginggpt.planning.planner import Planner
 from hugginggpt.planning.rules import validate_plan
 from hugginggpt.planning.syntax import (
     NO_TASKS,
+    CodeStream,
+    CodeSyntax,
     JsonSyntax,
-    LineStream,
-    LineSyntax,
+    identifiers,
     plan_grammar,
-    read_line,
+    read_call,
     syntax_for,
 )
 from hugginggpt.prompts import load_demos
-from hugginggpt.tasks import TaskTable
+from hugginggpt.tasks import TaskTable, TaskType
 
 TABLE = TaskTable()
-LINES = LineSyntax()
+CODE = CodeSyntax(TABLE)
 DEMO = (
-    '0 count the objects in kite.jpg: object-detection(image="kite.jpg")\n'
-    '1 read the text in sign.png: image-to-text(image="sign.png")\n'
-    '2 read that text aloud: text-to-speech(text="<resource>-1")'
+    "# count the objects in kite.jpg\n"
+    'r0 = object_detection(image="kite.jpg")\n'
+    "# read the text in sign.png\n"
+    'r1 = image_to_text(image="sign.png")\n'
+    "# read that text aloud\n"
+    "r2 = text_to_speech(text=r1)"
 )
 
 
 def test_every_demo_reads_back_as_the_same_plan():
     for demo in load_demos():
-        shown = LINES.show(demo["tasks"])
-        plan = validate_plan(LINES.read(shown), TABLE)
+        shown = CODE.show(demo["tasks"])
+        plan = validate_plan(CODE.read(shown), TABLE)
         assert [task.model_dump() for task in plan.tasks] == demo["tasks"], shown
 
 
-def test_a_line_reads_as_a_raw_task_with_its_dependencies_from_its_placeholders():
-    raw = LINES.read(DEMO)["tasks"]
+def test_a_call_reads_as_a_raw_task_with_its_step_and_its_dependencies_from_its_variables():
+    raw = CODE.read(DEMO)["tasks"]
     assert raw[2] == {
         "step": "read that text aloud",
         "task": "text-to-speech",
@@ -49,126 +54,137 @@ def test_a_line_reads_as_a_raw_task_with_its_dependencies_from_its_placeholders(
         "dep": [1],
         "args": {"text": "<resource>-1"},
     }
-    assert [task.task for task in validate_plan(LINES.read(DEMO), TABLE).tasks] == [
-        "object-detection",
-        "image-to-text",
-        "text-to-speech",
+    plan = validate_plan(CODE.read(DEMO), TABLE)
+    assert [task.task for task in plan.tasks] == ["object-detection", "image-to-text", "text-to-speech"]
+
+
+def test_pass_and_an_empty_reply_are_the_empty_plan():
+    assert CODE.read(NO_TASKS) == {"tasks": []}
+    assert CODE.read("  \n") == {"tasks": []}
+    assert CODE.show([]) == NO_TASKS
+
+
+def test_a_call_without_a_comment_has_no_step():
+    assert CODE.read('r0 = summarization(text="a long text")')["tasks"] == [
+        {"task": "summarization", "id": 0, "dep": [], "args": {"text": "a long text"}}
     ]
 
 
-def test_none_and_an_empty_reply_are_the_empty_plan():
-    assert LINES.read(NO_TASKS) == {"tasks": []}
-    assert LINES.read("  \n") == {"tasks": []}
-    assert LINES.show([]) == NO_TASKS
-
-
-def test_a_line_without_a_step_reads_too():
-    assert read_line('0 summarization(text="a long text")') == {
-        "task": "summarization",
-        "id": 0,
-        "dep": [],
-        "args": {"text": "a long text"},
+def test_task_names_become_distinct_identifiers_and_read_back():
+    names = identifiers(["Image Downloader", "image-downloader", "3D Maker", "pass"])
+    assert names == {
+        "Image Downloader": "image_downloader",
+        "image-downloader": "image_downloader_2",
+        "3D Maker": "t_3d_maker",
+        "pass": "pass_2",
     }
+    table = TaskTable([TaskType(name="Image Downloader", description="d", inputs=["url"], outputs=["image"])])
+    code = CodeSyntax(table)
+    assert code.read('r0 = image_downloader(url="http://x.org/a.png")')["tasks"][0]["task"] == "Image Downloader"
+    assert "image_downloader(url" in code.show([{"task": "Image Downloader", "args": {"url": "u"}}])
 
 
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("summarise it please", "is not `N step"),
-        ("0 say it: text-to-speech(text=hello)", 'key="value" pairs'),
-        ('0 say it: text-to-speech(text="a" text_2="b")', "expected ', '"),
-        ('0 compare: sentence-similarity(text="a", text="b")', "given twice"),
-        ('0 say it: text-to-speech(text="bad \\q escape")', "bad escape"),
+        ("summarise it please", "is not `rN = task"),
+        ("r0 = text_to_speech(text=hello)", 'key="value" or key=rN'),
+        ('r0 = text_to_speech(text="a" text_2="b")', "expected ', '"),
+        ('r0 = sentence_similarity(text="a", text="b")', "given twice"),
+        ('r0 = text_to_speech(text="bad \\q escape")', "bad escape"),
     ],
 )
 def test_a_bad_line_is_a_plan_error_that_says_what_is_wrong(line, message):
     with pytest.raises(PlanError, match=re.escape(message)):
-        LINES.read(line)
+        CODE.read(line)
 
 
 def test_the_error_names_the_line_that_does_not_read():
-    with pytest.raises(PlanError, match="line 2 is not"):
-        LINES.read('0 sum: summarization(text="x")\nand then something else')
+    with pytest.raises(PlanError, match="line 3 is not"):
+        CODE.read('# sum\nr0 = summarization(text="x")\nand then something else')
+
+
+def test_an_unknown_identifier_is_kept_for_the_plan_check_to_name():
+    assert read_call('r0 = make_coffee(text="x")')["task"] == "make_coffee"
+    with pytest.raises(PlanError, match="make_coffee"):
+        validate_plan(CODE.read('r0 = make_coffee(text="x")'), TABLE)
 
 
 @given(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60))
 def test_any_text_argument_survives_showing_and_reading(text):
     task = {"step": "say it", "task": "text-to-speech", "id": 0, "args": {"text": text}}
-    (raw,) = LINES.read(LINES.show([task]))["tasks"]
+    (raw,) = CODE.read(CODE.show([task]))["tasks"]
     assert raw["args"] == {"text": text}
 
 
-def test_a_step_with_a_colon_or_a_line_break_is_shown_on_one_line():
+def test_a_step_with_line_breaks_is_shown_on_one_line():
     task = {"step": "answer: what\nis it", "task": "summarization", "id": 0, "args": {"text": "x"}}
-    assert LINES.show([task]) == '0 answer what is it: summarization(text="x")'
+    assert CODE.show([task]) == '# answer: what is it\nr0 = summarization(text="x")'
 
 
 def test_the_stream_gives_each_task_when_its_line_ends_and_the_last_on_close():
-    stream = LineStream()
+    stream = CODE.stream()
     got = [len(stream.feed(DEMO[i : i + 7])) for i in range(0, len(DEMO), 7)]
-    assert sum(got) == 2  # the third line has not ended yet
+    assert sum(got) == 2  # the third call's line has not ended yet
     (last,) = stream.close()
-    assert last["task"] == "text-to-speech"
+    assert last["task"] == "text-to-speech" and last["step"] == "read that text aloud"
     assert stream.close() == []
 
 
 def test_the_stream_skips_lines_that_do_not_read():
-    stream = LineStream()
-    assert stream.feed("none\nnot a task\n") == []
+    stream = CodeStream()
+    assert stream.feed("pass\nnot a task\n") == []
+
+
+def _rules(grammar: str) -> dict[str, str]:
+    return dict(line.split(" ::= ", 1) for line in grammar.splitlines())
 
 
 def test_the_grammar_is_ordered_and_typed():
-    grammar = plan_grammar(TABLE, 3)
-    rules = dict(line.split(" ::= ", 1) for line in grammar.splitlines())
+    rules = _rules(CODE.constraint(TABLE, 3)["grammar"])
     assert rules["root"] == f'"{NO_TASKS}" | p0'
     assert rules["p2"] == "t2"  # at most three tasks
-    assert rules["t1"].startswith('"1 " step ": " (')
-    # the task at place 2 can name the outputs of tasks 0 and 1 only; the first names files only
-    assert rules["media2"] == '"\\"" ("<resource>-" ("0" | "1") | media) "\\""'
-    assert rules["media0"] == '"\\"" media "\\""'
-    detection = next(body for name, body in rules.items() if name.startswith("c1-") and "object-detection(" in body)
-    assert detection == '"object-detection(" "image=" media1 ")"'
+    assert rules["t1"].startswith('"# " step "\\n" "r1 = " (')
+    # the task at place 2 can use the outputs of tasks 0 and 1 only; the first names files and texts only
+    assert rules["ref2"] == '"r0" | "r1"'
+    assert rules["media2"] == "ref2 | media0" and rules["text2"] == "ref2 | text0"
+    assert "ref0" not in rules
+    detection = next(body for name, body in rules.items() if name.startswith("c1-") and "object_detection(" in body)
+    assert detection == '"object_detection(" "image=" media1 ")"'
     translation = next(body for name, body in rules.items() if name.startswith("c0-") and '"translation(' in body)
-    assert translation == '"translation(" "text=" text (", " "tgt_lang=" text )? ")"'
+    assert translation == '"translation(" "text=" text0 (", " "tgt_lang=" text0 )? ")"'
 
 
-def test_the_repair_and_fallback_grammars_refuse_the_empty_plan_and_placeholders_in_text():
-    grammar = plan_grammar(TABLE.subset({"summarization"}), 1, at_least_one=True, literal=True)
-    rules = dict(line.split(" ::= ", 1) for line in grammar.splitlines())
-    assert rules["root"] == "p0"
-    assert rules["c0-0"] == '"summarization(" "text=" literal ")"'
-    assert "<" in rules["literal"] and rules["literal"].index("[^<") > 0
+def test_the_repair_and_fallback_grammars_refuse_the_empty_plan_and_placeholders():
+    rules = _rules(CODE.constraint(TABLE.subset({"summarization"}), 1, at_least_one=True, literal=True)["grammar"])
+    assert rules["root"] == "p0" and rules["p0"] == "t0"
+    assert rules["c0-0"] == '"summarization(" "text=" literal0 ")"'
+    assert "[^<" in rules["literal0"]
 
 
 def test_a_type_with_optional_keys_only_may_write_any_of_them_first():
-    from hugginggpt.tasks import TaskType
-
     table = TaskTable([TaskType(name="make", description="d", inputs=[], optional=["text", "image"], outputs=["text"])])
-    rules = dict(line.split(" ::= ", 1) for line in plan_grammar(table, 1).splitlines())
-    assert rules["c0-0"] == '"make(" ("text=" text (", " "image=" media0 )? | "image=" media0)? ")"'
+    rules = _rules(plan_grammar(table, 1))
+    assert rules["c0-0"] == '"make(" ("text=" text0 (", " "image=" media0 )? | "image=" media0)? ")"'
 
 
-def test_auto_picks_lines_for_a_backend_that_takes_a_grammar():
-    assert syntax_for("auto", ScriptedLLM(accepts_grammar=True)).name == "lines"
-    assert syntax_for("auto", ScriptedLLM()).name == "json"
-    assert isinstance(syntax_for("json", ScriptedLLM(accepts_grammar=True)), JsonSyntax)
+def test_auto_picks_code_for_a_backend_that_takes_a_grammar():
+    assert syntax_for("auto", ScriptedLLM(accepts_grammar=True), TABLE).name == "code"
+    assert syntax_for("auto", ScriptedLLM(), TABLE).name == "json"
+    assert isinstance(syntax_for("json", ScriptedLLM(accepts_grammar=True), TABLE), JsonSyntax)
     with pytest.raises(ValueError, match="unknown plan syntax"):
-        syntax_for("yaml", ScriptedLLM())
+        syntax_for("yaml", ScriptedLLM(), TABLE)
 
 
 def test_a_scripted_llm_without_grammars_refuses_one():
-    from hugginggpt.errors import LLMError
-
     with pytest.raises(LLMError, match="takes no grammar"):
-        import asyncio
-
         asyncio.run(ScriptedLLM("x").complete([], grammar='root ::= "x"'))
 
 
 # --- the planner on a backend that takes a grammar ---------------------------------------------------------------
 
 
-async def test_the_planner_asks_for_lines_under_its_grammar_and_streams_each_task():
+async def test_the_planner_asks_for_code_under_its_grammar_and_streams_each_task():
     llm = ScriptedLLM(DEMO, accepts_grammar=True, chunk=5)
     planner = Planner(llm, TABLE)
     seen = []
@@ -186,26 +202,26 @@ async def test_the_planner_asks_for_lines_under_its_grammar_and_streams_each_tas
     )
     messages, schema = llm.calls[0]
     assert schema is None and llm.grammars[0] == planner.constraint["grammar"]
-    assert "one line per task" in messages[0].content
+    assert "plan as code" in messages[0].content and "- object_detection(image)" in messages[0].content
     shown = [m.content for m in messages if m.role == "assistant"]
     assert shown and all(not s.startswith("{") for s in shown)
-    assert '0 name what photo.jpg shows: image-classification(image="photo.jpg")' in shown
+    assert '# name what photo.jpg shows\nr0 = image_classification(image="photo.jpg")' in shown
 
 
-async def test_a_bad_plan_in_lines_gets_a_repair_in_lines():
-    bad = '0 describe it: image-to-text(image="<resource>-3")'
-    good = '0 describe it: image-to-text(image="a.jpg")'
+async def test_a_bad_plan_in_code_gets_a_repair_in_code():
+    bad = '# describe it\nr0 = image_to_text(image="b.jpg")'
+    good = '# describe it\nr0 = image_to_text(image="a.jpg")'
     llm = ScriptedLLM(bad, good, accepts_grammar=True)
     plan = await Planner(llm, TABLE).plan("Describe a.jpg.")
     assert [t.args for t in plan.tasks] == [{"image": "a.jpg"}]
     repair = llm.calls[1][0][-1].content
-    assert "one line per task" in repair and "JSON" not in repair
-    assert llm.grammars[1] is not None and not llm.grammars[1].startswith('root ::= "none"')
+    assert "as code" in repair and "JSON" not in repair
+    assert llm.grammars[1] is not None and llm.grammars[1].startswith("root ::= p0")
 
 
-async def test_the_fallback_in_lines_is_one_literal_task():
+async def test_the_fallback_in_code_is_one_literal_task():
     bad = "this is not a plan"
-    good = '0 read it aloud: text-to-speech(text="hello there")'
+    good = '# read it aloud\nr0 = text_to_speech(text="hello there")'
     llm = ScriptedLLM(bad, bad, good, accepts_grammar=True)
     plan = await Planner(llm, TABLE).plan("Say hello there out loud.")
     assert [t.task for t in plan.tasks] == ["text-to-speech"]

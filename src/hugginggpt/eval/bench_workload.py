@@ -17,8 +17,8 @@ from ..experts.protocol import Expert, ExpertContext, Outputs
 from ..experts.registry import ExpertRegistry
 from ..llm.protocol import LLM, Completion, Message, warm
 from ..llm.scripted import ScriptedLLM
-from ..planning.syntax import NO_TASKS, LineSyntax
-from ..tasks import DEFAULT_TASK_TYPES
+from ..planning.syntax import NO_TASKS, CodeSyntax
+from ..tasks import DEFAULT_TASK_TYPES, TaskTable
 from ..types import ModelCard
 
 TOKENS_PER_SECOND = 50.0
@@ -58,9 +58,9 @@ class BenchRequest(BaseModel):
         return {t["id"]: t["dep"] for t in self.tasks}
 
     def plan_reply(self, syntax: str = "json") -> str:
-        """The plan as the planner asks for it: JSON, or (`lines`) one line per task."""
-        if syntax == "lines":
-            return LineSyntax().show(self.tasks)
+        """The plan as the planner asks for it: JSON, or (`code`) a comment and a call per task."""
+        if syntax == "code":
+            return CodeSyntax(TaskTable(DEFAULT_TASK_TYPES)).show(self.tasks)
         return json.dumps({"tasks": self.tasks}, ensure_ascii=False)
 
 
@@ -178,16 +178,16 @@ class CountingLLM:
 
 
 def scripted_reply(requests: Sequence[BenchRequest] = REQUESTS) -> Callable[[Sequence[Message], Any], str]:
-    """The scripted controller: the plan for a known request (in lines when the planner gives a grammar, as the
+    """The scripted controller: the plan for a known request (in code when the planner gives a grammar, as the
     shipped one does with a backend that takes one; JSON under a schema), the first candidate for a selection, a
     translation for a text task, and a fixed answer."""
     plans = {r.request: r.plan_reply() for r in requests}
-    lines = {r.request: r.plan_reply("lines") for r in requests}
+    code = {r.request: r.plan_reply("code") for r in requests}
 
     def reply(messages: Sequence[Message], schema: dict[str, Any] | None, grammar: str | None = None) -> str:
         properties = (schema or {}).get("properties", {})
         if grammar is not None:
-            return lines.get(messages[-1].content, NO_TASKS)
+            return code.get(messages[-1].content, NO_TASKS)
         if "tasks" in properties:
             return plans.get(messages[-1].content, '{"tasks": []}')
         if properties and all(key.startswith("task_") for key in properties):
@@ -208,7 +208,7 @@ def workload_parts(
     tokens_per_second: float, time_scale: float = 1.0, prompt_tokens_per_second: float = PROMPT_TOKENS_PER_SECOND
 ) -> tuple[CountingLLM, ExpertRegistry]:
     """A fresh counted scripted LLM and the experts: two timed candidates per media task type, the LLM for text.
-    The LLM takes a grammar, as the embedded one does, so the shipped planner writes its plans in lines."""
+    The LLM takes a grammar, as the embedded one does, so the shipped planner writes its plans in code."""
     scripted = ScriptedLLM(
         accepts_grammar=True,
         fallback=scripted_reply(),

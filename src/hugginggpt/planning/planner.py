@@ -75,7 +75,7 @@ class Planner:
         self.example_files = {
             v for d in shown for t in d["tasks"] for k, v in t["args"].items() if media_kind(v) is not None
         }
-        self.syntax = syntax_for(syntax, llm, typed=typed, steps=steps, deps=deps, ordered=ordered)
+        self.syntax = syntax_for(syntax, llm, table, typed=typed, steps=steps, deps=deps, ordered=ordered)
         self.constraint = self.syntax.constraint(table, max_tasks)
         # A repair fixes the plan it is shown: it may not give up and answer with no tasks at all.
         self.repair_constraint = self.syntax.constraint(table, max_tasks, at_least_one=True)
@@ -136,7 +136,9 @@ class Planner:
 
     def _system(self) -> str:
         deps = self.deps and self.syntax.name == "json"
-        return render("planning.j2", task_types=list(self.table), steps=self.steps, deps=deps, syntax=self.syntax.name)
+        names = getattr(self.syntax, "identifiers", {})
+        task_types = [(names.get(t.name, t.name), t) for t in self.table]
+        return render("planning.j2", task_types=task_types, steps=self.steps, deps=deps, syntax=self.syntax.name)
 
     def messages(self, request: str, history: Sequence[Message] = ()) -> list[Message]:
         messages = [Message(role="system", content=self._system())]

@@ -1,22 +1,26 @@
-"""How the planner's LLM writes a plan: JSON under a JSON schema, or one short line per task under a grammar.
+"""How the planner's LLM writes a plan: JSON under a JSON schema, or a few lines of code under a grammar.
 
 Both read back to the same raw tasks (`{"tasks": [{"step", "task", "id", "dep", "args"}]}`), which `rules` checks
-and repairs into a `Plan`. The line syntax costs about half the generated tokens of the JSON: a constrained decoder
-still spends one step on every token the JSON's keys and brackets force, and lines have almost none of them.
+and repairs into a `Plan`. The code costs about half the generated tokens of the JSON: a constrained decoder still
+spends one step on every token the JSON's keys and brackets force, and the code has few of them.
 
-    0 count the objects in kite.jpg: object-detection(image="kite.jpg")
-    1 read the text in sign.png: image-to-text(image="sign.png")
-    2 read that text aloud: text-to-speech(text="<resource>-1")
+    # count the objects in kite.jpg
+    r0 = object_detection(image="kite.jpg")
+    # read the text in sign.png
+    r1 = image_to_text(image="sign.png")
+    # read that text aloud
+    r2 = text_to_speech(text=r1)
 
-A line is the task's id (its place, from 0), the `step` (the part of the request it does; no colon), the task
-type and its arguments as `key="value"` (a JSON string's escapes). A plan with no task is the word `none`.
+Each task is a comment (its `step`: the part of the request it does) and a call: task N's output is `rN`, the
+task type is written as an identifier, each argument is a quoted string (a JSON string's escapes) or an earlier
+`rN`. A plan with no task is the word `pass`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import PlanError
@@ -27,11 +31,11 @@ from .references import references
 from .rules import MAX_ARG_CHARS, MAX_TASKS
 from .schema import plan_schema
 
-NO_TASKS = "none"
+NO_TASKS = "pass"
 MAX_STEP_CHARS = 120
 _MEDIA_CHARS = 200  # a file name or URL, as MEDIA_PATTERN allows it
-_LINE = re.compile(r"(\d+) (?:([^:\n]*): )?([^(\n]+)\((.*)\)")
-_ARG = re.compile(r'(\w+)="((?:[^"\\\n]|\\.)*)"')
+_CALL = re.compile(r"r(\d+) = ([A-Za-z_]\w*)\((.*)\)")
+_ARG = re.compile(r'(\w+)=("(?:[^"\\\n]|\\.)*"|r\d+)')
 
 
 class Feeder(Protocol):
@@ -97,114 +101,169 @@ class JsonSyntax:
         return {"json_schema": schema}
 
 
-class LineSyntax:
-    """One line per task (see the module's docstring) under a GBNF grammar (`grammar`), for backends that take
-    one (llama.cpp). The grammar is ordered and typed like the JSON schema: the task at place i has id i, its
-    media arguments name a file or `<resource>-k` for k < i only, and each type takes exactly its own keys, its
-    inputs first and required."""
+class CodeSyntax:
+    """A plan as a few lines of call code (see the module's docstring) under a GBNF grammar (`grammar`), for
+    backends that take one (llama.cpp). Task types are written as identifiers (`object_detection` for
+    `object-detection`, `image_downloader` for "Image Downloader"), task N's output is the variable `rN`. The
+    grammar is ordered and typed like the JSON schema: the task at place i is `ri`, its arguments can name `rk` for
+    k < i only, and each type takes exactly its own keys, its inputs first and required."""
 
-    name = "lines"
+    name = "code"
 
-    def __init__(self, *, steps: bool = True) -> None:
+    def __init__(self, table: TaskTable, *, steps: bool = True) -> None:
         self.steps = steps
+        self.identifiers = identifiers(table.names())
+        self._names = {ident: name for name, ident in self.identifiers.items()}
+
+    def identifier(self, task: str) -> str:
+        return self.identifiers.get(task) or _identifier(task)
 
     def show(self, tasks: list[dict[str, Any]]) -> str:
         if not tasks:
             return NO_TASKS
-        return "\n".join(self._line(position, task) for position, task in enumerate(tasks))
+        return "\n".join(self._call(position, task) for position, task in enumerate(tasks))
 
-    def _line(self, position: int, task: dict[str, Any]) -> str:
-        args = ", ".join(f"{key}={json.dumps(str(value), ensure_ascii=False)}" for key, value in task["args"].items())
+    def _call(self, position: int, task: dict[str, Any]) -> str:
+        args = ", ".join(f"{key}={_shown_value(str(value))}" for key, value in task["args"].items())
         step = task.get("step") if self.steps else None
-        head = f"{task.get('id', position)} " + (f"{_one_line(str(step))}: " if step else "")
-        return f"{head}{task['task']}({args})"
+        comment = f"# {_one_line(str(step))}\n" if step else ""
+        return f"{comment}r{task.get('id', position)} = {self.identifier(task['task'])}({args})"
 
     def read(self, text: str) -> Any:
-        lines = [line.strip() for line in text.strip().split("\n") if line.strip()]
-        if lines in ([], [NO_TASKS]):
-            return {"tasks": []}
-        return {"tasks": [read_line(line, n) for n, line in enumerate(lines, 1)]}
+        reader = CodeStream(self._names)
+        tasks = reader.feed(text, strict=True) + reader.close(strict=True)
+        return {"tasks": tasks}
 
     def stream(self) -> Feeder:
-        return LineStream()
+        return CodeStream(self._names)
 
     def constraint(
         self, table: TaskTable, max_tasks: int = MAX_TASKS, *, at_least_one: bool = False, literal: bool = False
     ) -> dict[str, Any]:
-        return {"grammar": plan_grammar(table, max_tasks, steps=self.steps, at_least_one=at_least_one, literal=literal)}
+        grammar = plan_grammar(
+            table, max_tasks, self.identifier, steps=self.steps, at_least_one=at_least_one, literal=literal
+        )
+        return {"grammar": grammar}
+
+
+def identifiers(names: list[str]) -> dict[str, str]:
+    """Each task type's name as an identifier, distinct within `names`: lower case, runs of other characters as
+    one `_`, `t_` before a leading digit, `_2`, `_3` ... after a repeat."""
+    taken: dict[str, str] = {}
+    used: set[str] = set()
+    for name in names:
+        base = _identifier(name)
+        ident, n = base, 1
+        while ident in used or ident == NO_TASKS:
+            n += 1
+            ident = f"{base}_{n}"
+        used.add(ident)
+        taken[name] = ident
+    return taken
+
+
+def _identifier(name: str) -> str:
+    ident = re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_") or "task"
+    return f"t_{ident}" if ident[0].isdigit() else ident
+
+
+def _shown_value(value: str) -> str:
+    """An argument as code: `rN` for exactly `<resource>-N`, else a quoted string."""
+    ref = re.fullmatch(r"<resource>-(\d+)", value)
+    return f"r{ref.group(1)}" if ref else json.dumps(value, ensure_ascii=False)
 
 
 def _one_line(step: str) -> str:
-    """A demo's step as a line can hold it: no colon, no line break, at most MAX_STEP_CHARS."""
-    return " ".join(re.sub(r"[:\n\r]", " ", step).split())[:MAX_STEP_CHARS]
+    """A demo's step as a comment can hold it: one line, at most MAX_STEP_CHARS."""
+    return " ".join(step.split())[:MAX_STEP_CHARS]
 
 
-def read_line(line: str, number: int = 1) -> dict[str, Any]:
-    """One line of the line syntax as a raw task; PlanError saying what is wrong with it."""
-    match = _LINE.fullmatch(line.strip())
+def read_call(line: str, names: dict[str, str] | None = None, number: int = 1) -> dict[str, Any]:
+    """One `rN = type(key=value, ...)` line as a raw task (no step); PlanError saying what is wrong with it.
+    `names` maps identifiers back to task type names (an unknown one is kept for the plan check to name)."""
+    match = _CALL.fullmatch(line.strip())
     if match is None:
         shown = line if len(line) <= 120 else line[:120] + "…"
-        raise PlanError(f'line {number} is not `N step: task(key="value", ...)`: {shown!r}')
-    task_id, step, task, body = match.groups()
+        raise PlanError(f'line {number} is not `rN = task(key="value", ...)` or a `# step` comment: {shown!r}')
+    task_id, ident, body = match.groups()
     args: dict[str, str] = {}
     at = 0
     while at < len(body):
         arg = _ARG.match(body, at)
         if arg is None:
-            raise PlanError(f'line {number}: the arguments must be key="value" pairs, got {body[at:][:80]!r}')
+            raise PlanError(f'line {number}: the arguments must be key="value" or key=rN, got {body[at:][:80]!r}')
         key, value = arg.group(1), arg.group(2)
         if key in args:
             raise PlanError(f"line {number}: argument {key!r} is given twice")
-        try:
-            args[key] = json.loads(f'"{value}"')
-        except json.JSONDecodeError:
-            raise PlanError(f"line {number}: argument {key!r} has a bad escape: {value[:80]!r}") from None
+        if value.startswith('"'):
+            try:
+                args[key] = json.loads(value)
+            except json.JSONDecodeError:
+                raise PlanError(f"line {number}: argument {key!r} has a bad escape: {value[:80]!r}") from None
+        else:
+            args[key] = f"<resource>-{value[1:]}"
         at = arg.end()
         if at < len(body):
             if not body.startswith(", ", at):
                 raise PlanError(f"line {number}: expected ', ' between arguments, got {body[at:][:80]!r}")
             at += 2
     dep = sorted({n for value in args.values() for n in references(value)})
-    raw: dict[str, Any] = {"task": task.strip(), "id": int(task_id), "dep": dep, "args": args}
-    return {"step": step.strip(), **raw} if step is not None else raw
+    task = (names or {}).get(ident, ident)
+    return {"task": task, "id": int(task_id), "dep": dep, "args": args}
 
 
-class LineStream:
-    """Feed a line-syntax reply in chunks; get each task back once its line has ended. `close()` gives the last
-    line's task (a reply need not end with a line break). Lines that do not read are skipped here: the whole
-    reply's check names them."""
+class CodeStream:
+    """Feed a plan in code in chunks; get each task back once its call's line has ended, with the step of the
+    comment before it. `close()` gives the last call (a reply need not end with a line break). While streaming,
+    lines that do not read are skipped (the whole reply's check names them); `strict=True` raises on them."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: dict[str, str] | None = None) -> None:
+        self._names = names or {}
         self._buffer = ""
+        self._step: str | None = None
+        self._line = 0
 
-    def feed(self, chunk: str) -> list[dict[str, Any]]:
+    def feed(self, chunk: str, *, strict: bool = False) -> list[dict[str, Any]]:
         self._buffer += chunk
         *done, self._buffer = self._buffer.split("\n")
-        return self._read(done)
+        return self._read(done, strict)
 
-    def close(self) -> list[dict[str, Any]]:
+    def close(self, *, strict: bool = False) -> list[dict[str, Any]]:
         rest, self._buffer = self._buffer, ""
-        return self._read([rest])
+        return self._read([rest], strict)
 
-    @staticmethod
-    def _read(lines: list[str]) -> list[dict[str, Any]]:
+    def _read(self, lines: list[str], strict: bool) -> list[dict[str, Any]]:
         tasks = []
         for line in lines:
-            if line.strip() and line.strip() != NO_TASKS:
-                with contextlib.suppress(PlanError):
-                    tasks.append(read_line(line))
+            self._line += 1
+            text = line.strip()
+            if not text or text == NO_TASKS:
+                continue
+            if text.startswith("#"):
+                self._step = text[1:].strip()
+                continue
+            try:
+                raw = read_call(text, self._names, self._line)
+            except PlanError:
+                if strict:
+                    raise
+                continue
+            step, self._step = self._step, None
+            tasks.append({"step": step, **raw} if step else raw)
         return tasks
 
 
 def plan_grammar(
     table: TaskTable,
     max_tasks: int = MAX_TASKS,
+    identifier: Callable[[str], str] = _identifier,
     *,
     steps: bool = True,
     at_least_one: bool = False,
     literal: bool = False,
 ) -> str:
-    """The GBNF grammar of line-syntax plans of `table` with at most `max_tasks` tasks (see `LineSyntax`)."""
+    """The GBNF grammar of plans in code for `table` with at most `max_tasks` tasks (see `CodeSyntax`);
+    `identifier` writes a task type's name."""
     if max_tasks < 1:
         raise ValueError("a plan grammar needs room for at least one task")
     rules: dict[str, str] = {"root": "p0" if at_least_one else f'"{NO_TASKS}" | p0'}
@@ -216,27 +275,28 @@ def plan_grammar(
             values = {key: _value_rule(key, i, literal) for key in task_type.arg_keys}
             required = [f'"{key}=" {values[key]}' for key in task_type.inputs]
             optional = [f'"{key}=" {values[key]}' for key in task_type.arg_keys if key not in task_type.inputs]
-            rules[name] = f'{_gbnf_string(task_type.name + "(")} {_arg_list(required, optional)} ")"'
+            rules[name] = f'"{identifier(task_type.name)}(" {_arg_list(required, optional)} ")"'
             calls.append(name)
-        step = 'step ": " ' if steps else ""
-        rules[f"t{i}"] = f'"{i} " {step}({" | ".join(calls)})'
+        step = '"# " step "\\n" ' if steps else ""
+        rules[f"t{i}"] = f'{step}"r{i} = " ({" | ".join(calls)})'
         if i:
-            earlier = " | ".join(f'"{k}"' for k in range(i))
-            rules[f"media{i}"] = f'"\\"" ("<resource>-" ({earlier}) | media) "\\""'
-    rules["media0"] = '"\\"" media "\\""'
-    rules["media"] = f'[^<>"\\\\\\n\\r\\t]{{1,{_MEDIA_CHARS}}}'
-    rules["text"] = f'"\\"" tchar{{0,{MAX_ARG_CHARS}}} "\\""'
+            rules[f"ref{i}"] = " | ".join(f'"r{k}"' for k in range(i))
+            rules[f"media{i}"] = f"ref{i} | media0"
+            rules[f"text{i}"] = f"ref{i} | text0"
+            rules[f"literal{i}"] = "literal0"
+    rules["media0"] = f'"\\"" [^<>"\\\\\\n\\r\\t]{{1,{_MEDIA_CHARS}}} "\\""'
+    rules["text0"] = f'"\\"" tchar{{0,{MAX_ARG_CHARS}}} "\\""'
     rules["tchar"] = '[^"\\\\\\n\\r] | "\\\\" ["\\\\/nrt]'
-    rules["literal"] = f'"\\"" [^<"\\\\\\n\\r\\t]{{1,{MAX_ARG_CHARS}}} "\\""'
+    rules["literal0"] = f'"\\"" [^<"\\\\\\n\\r\\t]{{1,{MAX_ARG_CHARS}}} "\\""'
     if steps:
-        rules["step"] = f"[^:\\n\\r]{{1,{MAX_STEP_CHARS}}}"
+        rules["step"] = f"[^\\n\\r]{{1,{MAX_STEP_CHARS}}}"
     return "\n".join(f"{name} ::= {body}" for name, body in rules.items()) + "\n"
 
 
 def _value_rule(key: str, position: int, literal: bool) -> str:
     if arg_modality(key) in ("image", "audio", "video"):
         return f"media{position}"
-    return "literal" if literal else "text"
+    return f"literal{position}" if literal else f"text{position}"
 
 
 def _arg_list(required: list[str], optional: list[str]) -> str:
@@ -258,17 +318,14 @@ def _arg_list(required: list[str], optional: list[str]) -> str:
     return f"({' | '.join(starts)})?"
 
 
-def _gbnf_string(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
-
-
-def syntax_for(name: str, llm: Any, **options: Any) -> PlanSyntax:
-    """The plan syntax `name` asks for: `json`, `lines`, or `auto` (lines for an LLM that takes a grammar, its
-    `accepts_grammar` set; JSON otherwise). `options`: `steps`, and for JSON `typed`, `deps`, `ordered`."""
+def syntax_for(name: str, llm: Any, table: TaskTable, **options: Any) -> PlanSyntax:
+    """The plan syntax `name` asks for: `json`, `code`, or `auto` (code for an LLM that takes a grammar, its
+    `accepts_grammar` set; JSON otherwise), for plans of `table`. `options`: `steps`, and for JSON `typed`, `deps`,
+    `ordered`."""
     if name == "auto":
-        name = "lines" if getattr(llm, "accepts_grammar", False) else "json"
-    if name == "lines":
-        return LineSyntax(steps=options.get("steps", True))
+        name = "code" if getattr(llm, "accepts_grammar", False) else "json"
+    if name == "code":
+        return CodeSyntax(table, steps=options.get("steps", True))
     if name == "json":
         return JsonSyntax(**options)
-    raise ValueError(f"unknown plan syntax {name!r}: expected auto, json or lines")
+    raise ValueError(f"unknown plan syntax {name!r}: expected auto, json or code")
