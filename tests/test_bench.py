@@ -176,14 +176,15 @@ def test_bench_workload_a_json_has_the_modes_with_wall_time_and_llm_calls():
     result = CliRunner().invoke(app, ["bench", "--workload", "a", "--json", "--time-scale", str(FAST)])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    for mode in ("ours", "ours-no-stream", "staged", "bound"):
+    for mode in ("ours", "ours-no-stream", "ours-code", "staged", "bound"):
         assert {"wall_s", "llm_calls", "generated_tokens", "ratio_to_bound"} <= set(data[mode])
+    assert data["ours-code"]["generated_tokens"] < data["ours"]["generated_tokens"]  # code costs fewer tokens
     assert data["staged"]["llm_calls"] > data["ours"]["llm_calls"]
     assert data["bound"]["ratio_to_bound"] == 1.0
     workload = data["workload_a"]
     assert [r["name"] for r in workload["requests"]] == ["chain", "fan-out", "single"]
-    assert set(workload["requests"][0]["modes"]) == {"ours", "ours-no-stream", "staged", "bound"}
-    assert len(workload["ratios"]) == 2
+    assert set(workload["requests"][0]["modes"]) == {"ours", "ours-no-stream", "ours-code", "staged", "bound"}
+    assert len(workload["ratios"]) == 3
     assert "cold" not in data  # the controller-LLM bench did not run
 
 

@@ -280,7 +280,7 @@ async def test_the_fallback_schema_gives_one_task_on_the_request_s_own_inputs(ll
 async def test_a_plan_in_code_under_the_grammar_reads_back_and_refers_only_to_earlier_tasks(llm):
     # llama.cpp takes the plan grammar (GBNF); what comes out reads as a plan of the table's types
     table = TaskTable(DEFAULT_TASK_TYPES).subset({"image-to-text", "text-to-speech", "image-classification"})
-    planner = Planner(llm, table, max_tasks=3)
+    planner = Planner(llm, table, max_tasks=3, syntax="code")
     assert planner.syntax.name == "code"
     request = "Classify photo.jpg, describe it, then read the description aloud."
     completion = await llm.complete(planner.messages(request), **planner.constraint, max_tokens=200)
@@ -295,7 +295,7 @@ async def test_a_plan_in_code_under_the_grammar_reads_back_and_refers_only_to_ea
 @needs_smollm2
 async def test_the_fallback_grammar_gives_one_task_on_the_request_s_own_inputs(llm):
     table = TaskTable(DEFAULT_TASK_TYPES).subset({"summarization", "text-to-speech", "image-to-text"})
-    planner = Planner(llm, table)
+    planner = Planner(llm, table, syntax="code")
     request = "Summarise the plan, then read it aloud."
     constraint = planner.fallback_constraint(request)
     completion = await llm.complete(planner.messages(request), **constraint, max_tokens=200)

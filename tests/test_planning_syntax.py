@@ -168,10 +168,11 @@ def test_a_type_with_optional_keys_only_may_write_any_of_them_first():
     assert rules["c0-0"] == '"make(" ("text=" text0 (", " "image=" media0 )? | "image=" media0)? ")"'
 
 
-def test_auto_picks_code_for_a_backend_that_takes_a_grammar():
-    assert syntax_for("auto", ScriptedLLM(accepts_grammar=True), TABLE).name == "code"
-    assert syntax_for("auto", ScriptedLLM(), TABLE).name == "json"
+def test_code_is_asked_for_and_needs_a_backend_that_takes_a_grammar():
+    assert syntax_for("code", ScriptedLLM(accepts_grammar=True), TABLE).name == "code"
+    assert syntax_for("code", ScriptedLLM(), TABLE).name == "json"  # an OpenAI-compatible server: JSON
     assert isinstance(syntax_for("json", ScriptedLLM(accepts_grammar=True), TABLE), JsonSyntax)
+    assert Planner(ScriptedLLM(accepts_grammar=True), TABLE).syntax.name == "json"  # the default
     with pytest.raises(ValueError, match="unknown plan syntax"):
         syntax_for("yaml", ScriptedLLM(), TABLE)
 
@@ -186,7 +187,7 @@ def test_a_scripted_llm_without_grammars_refuses_one():
 
 async def test_the_planner_asks_for_code_under_its_grammar_and_streams_each_task():
     llm = ScriptedLLM(DEMO, accepts_grammar=True, chunk=5)
-    planner = Planner(llm, TABLE)
+    planner = Planner(llm, TABLE, syntax="code")
     seen = []
     plan = await planner.plan(
         "Count the objects in kite.jpg, read the text in sign.png, and read that text aloud.", on_task=seen.append
@@ -212,7 +213,7 @@ async def test_a_bad_plan_in_code_gets_a_repair_in_code():
     bad = '# describe it\nr0 = image_to_text(image="b.jpg")'
     good = '# describe it\nr0 = image_to_text(image="a.jpg")'
     llm = ScriptedLLM(bad, good, accepts_grammar=True)
-    plan = await Planner(llm, TABLE).plan("Describe a.jpg.")
+    plan = await Planner(llm, TABLE, syntax="code").plan("Describe a.jpg.")
     assert [t.args for t in plan.tasks] == [{"image": "a.jpg"}]
     repair = llm.calls[1][0][-1].content
     assert "as code" in repair and "JSON" not in repair
@@ -223,7 +224,7 @@ async def test_the_fallback_in_code_is_one_literal_task():
     bad = "this is not a plan"
     good = '# read it aloud\nr0 = text_to_speech(text="hello there")'
     llm = ScriptedLLM(bad, bad, good, accepts_grammar=True)
-    plan = await Planner(llm, TABLE).plan("Say hello there out loud.")
+    plan = await Planner(llm, TABLE, syntax="code").plan("Say hello there out loud.")
     assert [t.task for t in plan.tasks] == ["text-to-speech"]
     fallback = llm.grammars[2]
     assert fallback is not None and "t1" not in fallback and "literal" in fallback

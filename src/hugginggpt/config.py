@@ -76,11 +76,11 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(4, ge=1, description="experts running at once")
     task_timeout: float = Field(300.0, gt=0, description="seconds one expert may take")
     stream_plan: bool = Field(True, description="start tasks while the plan is still being written")
-    plan_syntax: Literal["auto", "json", "code"] = Field(
-        "auto",
-        description="how the controller writes a plan: code (a `# step` comment and an `rN = task(key=...)` call "
-        "per task, under a grammar: about half the generated tokens of JSON), json (under a JSON schema); auto: "
-        "code where the backend takes a grammar (the embedded model), json otherwise",
+    plan_syntax: Literal["json", "code"] = Field(
+        "json",
+        description="how the controller writes a plan: json (under a JSON schema), or code (a `# step` comment and "
+        "an `rN = task(key=...)` call per task, under a grammar: about half the generated tokens, plans a little "
+        "less well, docs/evaluation.md; needs a backend that takes a grammar, the embedded model, else json)",
     )
     plan_retrieved_demos: int = Field(
         0,

@@ -71,8 +71,8 @@ def bench(
         bool, typer.Option("--no-staged", help="workload B without the staged mode (saves a run per request)")
     ] = False,
 ) -> None:
-    """Compare, in one run: ours, ours-no-stream, the paper's staged pipeline and the critical-path bound on
-    scripted requests (A); the real stack in a fresh process and warm (B); the server at 1 vs 4 concurrent
+    """Compare, in one run: ours, ours-no-stream, ours-code, the paper's staged pipeline and the critical-path
+    bound on scripted requests (A); the real stack in a fresh process and warm (B); the server at 1 vs 4 concurrent
     requests; and the controller LLM's cold vs warm planning."""
     import tempfile
 

@@ -7,6 +7,7 @@ machine. Modes, on the same requests:
 
 - `ours`: the pipeline as shipped (`HuggingGPT`, default settings: streamed plan, `fit` selection);
 - `ours-no-stream`: the same with `stream_plan=False`;
+- `ours-code`: the same with `plan_syntax="code"` (the plan written as code under a grammar, not JSON);
 - `staged`: the paper's pipeline as the original code runs it, built from our parts as an ablation: the full plan
   first (in JSON, as the paper's), then a scheduler that looks for ready tasks every 0.5 s; each task, once ready,
   asks the LLM to choose its model when it has two or more candidates (one call per task), text tasks are served
@@ -53,7 +54,7 @@ from .bench_workload import (
     workload_parts,
 )
 
-MODES = ("ours", "ours-no-stream", "staged")
+MODES = ("ours", "ours-no-stream", "ours-code", "staged")
 POLL_SECONDS = 0.5  # the original code's scheduler sleeps this long between looks for ready tasks
 
 
@@ -85,11 +86,18 @@ def stage_seconds(answer: Answer, stage: str) -> float:
 
 
 async def run_ours(
-    request: BenchRequest, out: Path, *, stream: bool = True, tokens_per_second: float, time_scale: float = 1.0
+    request: BenchRequest,
+    out: Path,
+    *,
+    stream: bool = True,
+    syntax: str = "json",
+    tokens_per_second: float,
+    time_scale: float = 1.0,
 ) -> ModeRun:
-    """The shipped pipeline on `request` (its defaults, not the environment's), timed from the outside."""
+    """The shipped pipeline on `request` (its defaults, not the environment's, but for `stream` and the plan's
+    `syntax`), timed from the outside."""
     llm, experts = workload_parts(tokens_per_second, time_scale)
-    settings = Settings.model_construct(output_dir=out, stream_plan=stream)
+    settings = Settings.model_construct(output_dir=out, stream_plan=stream, plan_syntax=syntax)
     gpt = HuggingGPT(llm, experts, settings=settings)
     start = time.perf_counter()
     first: float | None = None
@@ -102,7 +110,7 @@ async def run_ours(
     wall = time.perf_counter() - start
     assert answer is not None
     return ModeRun(
-        mode="ours" if stream else "ours-no-stream",
+        mode=("ours" if stream else "ours-no-stream") if syntax == "json" else f"ours-{syntax}",
         wall_s=wall,
         llm_calls=llm.calls,
         generated_tokens=llm.generated_tokens,
@@ -258,9 +266,11 @@ class WorkloadAReport(BaseModel):
         graphs = [r for r in self.requests if r.graph]
         ours = [x for r in graphs if (x := r.ratio("ours")) is not None]
         staged = [x for r in graphs if (x := r.ratio("staged", "ours")) is not None]
+        code = [x for r in graphs if (x := r.ratio("staged", "ours-code")) is not None]
         return {
             "ours / bound, graph requests (worst; target <= 1.10)": max(ours) if ours else None,
             "staged / ours, graph requests (least; target >= 2.0)": min(staged) if staged else None,
+            "staged / ours-code, graph requests (least)": min(code) if code else None,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -291,12 +301,20 @@ async def run_workload_a(
         ours = await run_ours(request, out / "ours", **rate)
         progress(f"workload A, {request.name}: ours-no-stream")
         no_stream = await run_ours(request, out / "ours-no-stream", stream=False, **rate)
+        progress(f"workload A, {request.name}: ours-code")
+        code = await run_ours(request, out / "ours-code", syntax="code", **rate)
         progress(f"workload A, {request.name}: staged")
         llm, experts = workload_parts(tokens_per_second, time_scale)
         staged = await run_staged(
             request.request, out / "staged", llm=llm, experts=experts, poll=POLL_SECONDS * time_scale
         )
-        modes = {"ours": ours, "ours-no-stream": no_stream, "staged": staged, "bound": bound_of(request.deps, ours)}
+        modes = {
+            "ours": ours,
+            "ours-no-stream": no_stream,
+            "ours-code": code,
+            "staged": staged,
+            "bound": bound_of(request.deps, ours),
+        }
         runs.append(RequestRuns(name=request.name, tasks=len(request.tasks), graph=request.graph, modes=modes))
     return WorkloadAReport(
         tokens_per_second=tokens_per_second,

@@ -1,7 +1,7 @@
 """Stage 1: turn a request (and chat history) into a validated task graph.
 
 Builds the prompt (specification, few-shot demos, trimmed history, the task types available now), asks the LLM for
-a constrained reply in its plan syntax (`syntax`: JSON, or a line per task), parses it (streamed, task by task),
+a constrained reply in its plan syntax (`syntax`: JSON, or code), parses it (streamed, task by task),
 then validates and repairs it.
 """
 
@@ -56,7 +56,7 @@ class Planner:
         ordered: bool = True,
         matcher: TypeMatcher | None = None,
         fallback: bool = True,
-        syntax: str = "auto",
+        syntax: str = "json",
     ) -> None:
         self.llm = llm
         self.table = table

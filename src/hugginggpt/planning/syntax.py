@@ -319,13 +319,10 @@ def _arg_list(required: list[str], optional: list[str]) -> str:
 
 
 def syntax_for(name: str, llm: Any, table: TaskTable, **options: Any) -> PlanSyntax:
-    """The plan syntax `name` asks for: `json`, `code`, or `auto` (code for an LLM that takes a grammar, its
-    `accepts_grammar` set; JSON otherwise), for plans of `table`. `options`: `steps`, and for JSON `typed`, `deps`,
-    `ordered`."""
-    if name == "auto":
-        name = "code" if getattr(llm, "accepts_grammar", False) else "json"
-    if name == "code":
+    """The plan syntax `name` asks for, for plans of `table`: `json`, or `code` where `llm` takes a grammar (its
+    `accepts_grammar` set; JSON otherwise). `options`: `steps`, and for JSON `typed`, `deps`, `ordered`."""
+    if name == "code" and getattr(llm, "accepts_grammar", False):
         return CodeSyntax(table, steps=options.get("steps", True))
-    if name == "json":
+    if name in ("code", "json"):
         return JsonSyntax(**options)
-    raise ValueError(f"unknown plan syntax {name!r}: expected auto, json or code")
+    raise ValueError(f"unknown plan syntax {name!r}: expected json or code")
