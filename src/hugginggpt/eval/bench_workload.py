@@ -178,9 +178,8 @@ class CountingLLM:
 
 
 def scripted_reply(requests: Sequence[BenchRequest] = REQUESTS) -> Callable[[Sequence[Message], Any], str]:
-    """The scripted controller: the plan for a known request (in code when the planner gives a grammar, as the
-    shipped one does with a backend that takes one; JSON under a schema), the first candidate for a selection, a
-    translation for a text task, and a fixed answer."""
+    """The scripted controller: the plan for a known request (in code when the planner gives a grammar, JSON
+    under a schema), the first candidate for a selection, a translation for a text task, and a fixed answer."""
     plans = {r.request: r.plan_reply() for r in requests}
     code = {r.request: r.plan_reply("code") for r in requests}
 
@@ -208,7 +207,7 @@ def workload_parts(
     tokens_per_second: float, time_scale: float = 1.0, prompt_tokens_per_second: float = PROMPT_TOKENS_PER_SECOND
 ) -> tuple[CountingLLM, ExpertRegistry]:
     """A fresh counted scripted LLM and the experts: two timed candidates per media task type, the LLM for text.
-    The LLM takes a grammar, as the embedded one does, so the shipped planner writes its plans in code."""
+    The LLM takes a grammar, as the embedded one does, so a planner asked for code (`ours-code`) writes it."""
     scripted = ScriptedLLM(
         accepts_grammar=True,
         fallback=scripted_reply(),
