@@ -283,7 +283,8 @@ async def test_a_plan_in_code_under_the_grammar_reads_back_and_refers_only_to_ea
     planner = Planner(llm, table, max_tasks=3, syntax="code")
     assert planner.syntax.name == "code"
     request = "Classify photo.jpg, describe it, then read the description aloud."
-    completion = await llm.complete(planner.messages(request), **planner.constraint, max_tokens=200)
+    # the grammar bounds the plan (3 tasks, steps of 120 and texts of 400 characters at most): it ends within 900
+    completion = await llm.complete(planner.messages(request), **planner.constraint, max_tokens=900)
     assert completion.finish_reason == "stop"
     raw = planner.syntax.read(completion.text)["tasks"]
     assert raw and [task["id"] for task in raw] == list(range(len(raw)))
@@ -298,7 +299,7 @@ async def test_the_fallback_grammar_gives_one_task_on_the_request_s_own_inputs(l
     planner = Planner(llm, table, syntax="code")
     request = "Summarise the plan, then read it aloud."
     constraint = planner.fallback_constraint(request)
-    completion = await llm.complete(planner.messages(request), **constraint, max_tokens=200)
+    completion = await llm.complete(planner.messages(request), **constraint, max_tokens=400)  # one task: bounded
     assert completion.finish_reason == "stop"
     (task,) = planner.syntax.read(completion.text)["tasks"]
     assert task["task"] != "image-to-text" and "<" not in task["args"]["text"]
