@@ -428,7 +428,8 @@ def validate_plan(value: Any, table: TaskTable, max_tasks: int = MAX_TASKS, **co
     return builder.plan()
 
 
-def _read_json(text: str) -> Any:
+def read_json(text: str) -> Any:
+    """The first JSON in an LLM's reply; PlanError when there is none."""
     try:
         return extract_json(text)
     except JSONNotFound as exc:
@@ -447,7 +448,7 @@ def parse_plan(
     """Parse LLM text into a validated plan (see `validate_plan`). `adapt`, when given, turns the reply's JSON into
     ours first (the TaskBench evaluation reads TaskBench's `<node-N>` and `task_nodes` with it). `read` turns the
     text into JSON (the plan syntax's reader; PlanError when it cannot): by default, the first JSON in it."""
-    value = _read_json(text) if read is None else read(text)
+    value = read_json(text) if read is None else read(text)
     if adapt is not None:
         value = adapt(value)
     return validate_plan(value, table, max_tasks, **context)
@@ -466,7 +467,7 @@ def salvage_plan(
     out, and `dropped` says why. An empty plan when nothing in the reply is usable. `adapt`, `read` as in
     `parse_plan`."""
     try:
-        value = _read_json(text) if read is None else read(text)
+        value = read_json(text) if read is None else read(text)
         items = raw_tasks(value if adapt is None else adapt(value))
     except PlanError:
         return Plan()

@@ -24,11 +24,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import PlanError
-from ..jsontext import ArrayElementStream, JSONNotFound, extract_json
+from ..jsontext import ArrayElementStream
 from ..tasks import TaskTable
 from ..types import arg_modality
-from .references import references
-from .rules import MAX_ARG_CHARS, MAX_TASKS
+from .references import references, short
+from .rules import MAX_ARG_CHARS, MAX_TASKS, read_json
 from .schema import plan_schema
 
 NO_TASKS = "pass"
@@ -79,10 +79,7 @@ class JsonSyntax:
         return json.dumps({"tasks": tasks})
 
     def read(self, text: str) -> Any:
-        try:
-            return extract_json(text)
-        except JSONNotFound as exc:
-            raise PlanError(str(exc)) from None
+        return read_json(text)
 
     def stream(self) -> Feeder:
         return ArrayElementStream()
@@ -183,8 +180,7 @@ def read_call(line: str, names: dict[str, str] | None = None, number: int = 1) -
     `names` maps identifiers back to task type names (an unknown one is kept for the plan check to name)."""
     match = _CALL.fullmatch(line.strip())
     if match is None:
-        shown = line if len(line) <= 120 else line[:120] + "…"
-        raise PlanError(f'line {number} is not `rN = task(key="value", ...)` or a `# step` comment: {shown!r}')
+        raise PlanError(f'line {number} is not `rN = task(key="value", ...)` or a `# step` comment: {short(line, 120)}')
     task_id, ident, body = match.groups()
     args: dict[str, str] = {}
     at = 0
