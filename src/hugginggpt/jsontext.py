@@ -45,6 +45,10 @@ class ArrayElementStream:
         self._escaped = False
         self._element: list[str] | None = None
 
+    def close(self) -> list[dict[str, Any]]:
+        """The end of the text: an object closes only with its brace, so none is left to give."""
+        return []
+
     def feed(self, chunk: str) -> list[dict[str, Any]]:
         done: list[dict[str, Any]] = []
         for char in chunk:

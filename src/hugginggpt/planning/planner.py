@@ -186,8 +186,7 @@ class Planner:
             nonlocal streaming_ok
             if not streaming_ok:
                 return
-            close = getattr(stream, "close", None)
-            ready = stream.feed(delta) if delta is not None else close() if close is not None else []
+            ready = stream.feed(delta) if delta is not None else stream.close()
             for raw in ready:
                 try:
                     new = builder.add(raw if adapt is None else adapt([raw])[0])

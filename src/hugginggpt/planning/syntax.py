@@ -39,7 +39,11 @@ _ARG = re.compile(r'(\w+)=("(?:[^"\\\n]|\\.)*"|r\d+)')
 
 
 class Feeder(Protocol):
+    """Takes a reply's text in chunks (`feed`) and then its end (`close`), giving each raw task once complete."""
+
     def feed(self, chunk: str) -> list[dict[str, Any]]: ...
+
+    def close(self) -> list[dict[str, Any]]: ...
 
 
 class PlanSyntax(Protocol):
