@@ -70,12 +70,12 @@ class Planner:
         self.fallback = fallback
         self.retrieve = retrieve
         self.steps = steps
-        self.deps = deps
         shown = [*self.demos, *(self.bank.demos if self.bank is not None else [])]
         self.example_files = {
             v for d in shown for t in d["tasks"] for k, v in t["args"].items() if media_kind(v) is not None
         }
         self.syntax = syntax_for(syntax, llm, table, typed=typed, steps=steps, deps=deps, ordered=ordered)
+        self._writes_deps = deps and self.syntax.name == "json"  # code names its inputs by variable instead
         self.constraint = self.syntax.constraint(table, max_tasks)
         # A repair fixes the plan it is shown: it may not give up and answer with no tasks at all.
         self.repair_constraint = self.syntax.constraint(table, max_tasks, at_least_one=True)
@@ -135,10 +135,10 @@ class Planner:
         return messages
 
     def _system(self) -> str:
-        deps = self.deps and self.syntax.name == "json"
         names = getattr(self.syntax, "identifiers", {})
         task_types = [(names.get(t.name, t.name), t) for t in self.table]
-        return render("planning.j2", task_types=task_types, steps=self.steps, deps=deps, syntax=self.syntax.name)
+        syntax = self.syntax.name
+        return render("planning.j2", task_types=task_types, steps=self.steps, deps=self._writes_deps, syntax=syntax)
 
     def messages(self, request: str, history: Sequence[Message] = ()) -> list[Message]:
         messages = [Message(role="system", content=self._system())]
@@ -154,7 +154,7 @@ class Planner:
     def _shown(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Demo tasks as the model must write them: with `step` first when steps are on, with `dep` when deps are
         on, without them otherwise."""
-        left_out = {"step"} | (set() if self.deps and self.syntax.name == "json" else {"dep"})
+        left_out = {"step"} | (set() if self._writes_deps else {"dep"})
         shown = [{k: v for k, v in t.items() if k not in left_out} for t in tasks]
         if not self.steps:
             return shown

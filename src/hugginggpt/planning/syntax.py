@@ -283,7 +283,6 @@ def plan_grammar(
             rules[f"ref{i}"] = " | ".join(f'"r{k}"' for k in range(i))
             rules[f"media{i}"] = f"ref{i} | media0"
             rules[f"text{i}"] = f"ref{i} | text0"
-            rules[f"literal{i}"] = "literal0"
     rules["media0"] = f'"\\"" [^<>"\\\\\\n\\r\\t]{{1,{_MEDIA_CHARS}}} "\\""'
     rules["text0"] = f'"\\"" tchar{{0,{MAX_ARG_CHARS}}} "\\""'
     rules["tchar"] = '[^"\\\\\\n\\r] | "\\\\" ["\\\\/nrt]'
@@ -296,7 +295,7 @@ def plan_grammar(
 def _value_rule(key: str, position: int, literal: bool) -> str:
     if arg_modality(key) in ("image", "audio", "video"):
         return f"media{position}"
-    return f"literal{position}" if literal else f"text{position}"
+    return "literal0" if literal else f"text{position}"
 
 
 def _arg_list(required: list[str], optional: list[str]) -> str:
