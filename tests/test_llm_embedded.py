@@ -284,13 +284,15 @@ async def test_a_plan_in_code_under_the_grammar_reads_back_and_refers_only_to_ea
     assert planner.syntax.name == "code"
     request = "Classify photo.jpg, describe it, then read the description aloud."
     # the grammar bounds the plan (3 tasks, steps of 120 and texts of 400 characters at most): it ends within 900
-    completion = await llm.complete(planner.messages(request), **planner.constraint, max_tokens=900)
+    completion = await llm.complete(planner.messages(request), **planner.constraint(request), max_tokens=900)
     assert completion.finish_reason == "stop"
     raw = planner.syntax.read(completion.text)["tasks"]
     assert raw and [task["id"] for task in raw] == list(range(len(raw)))
     for task in raw:
         assert task["task"] in table and task["step"]
         assert all(dep < task["id"] for dep in task["dep"])
+        # bound to the request's files: an image is photo.jpg or an earlier task's output
+        assert task["args"].get("image", "photo.jpg") in {"photo.jpg", *(f"<resource>-{d}" for d in task["dep"])}
 
 
 @needs_smollm2
@@ -418,7 +420,7 @@ async def test_one_call_gives_the_same_greedy_output_with_one_slot_and_with_two(
         llm = EmbeddedLLM(SMOLLM2, context=2048, threads=2, slots=slots)
         story = await llm.complete([Message(role="user", content=LONG[1])], max_tokens=48)
         planner = _prefix_planner(llm)
-        plan = await llm.complete(planner.messages(PREFIX_REQUEST), **planner.constraint, max_tokens=120)
+        plan = await llm.complete(planner.messages(PREFIX_REQUEST), **planner.constraint(), max_tokens=120)
         texts.append((story.text, plan.text))
     assert texts[0] == texts[1]
     assert len(texts[0][0]) > 40
@@ -650,7 +652,7 @@ async def main():
     types = json.loads(table)
     planner = Planner(llm, TaskTable(DEFAULT_TASK_TYPES).subset(set(types)) if types else TaskTable(DEFAULT_TASK_TYPES))
     warmup = await llm.warm(planner.prefix())
-    plan = await llm.complete(planner.messages(request), **planner.constraint, max_tokens=120)
+    plan = await llm.complete(planner.messages(request), **planner.constraint(), max_tokens=120)
     cached = llm.last_timings.cached_tokens
     story = await llm.complete([*planner.prefix(), Message(role="user", content="Tell me about the sea.")], max_tokens=48)
     print(json.dumps({"warmup": warmup.model_dump(), "plan": plan.text, "story": story.text, "cached": cached}))
@@ -731,7 +733,7 @@ async def test_a_truncated_or_corrupted_state_is_ignored_and_rebuilt_not_a_crash
     llm = EmbeddedLLM(SMOLLM2, context=2048, threads=2, prompt_cache_dir=folder)
     planner = _prefix_planner(llm)
     warmup = await llm.warm(planner.prefix())
-    plan = await llm.complete(planner.messages(PREFIX_REQUEST), **planner.constraint, max_tokens=120)
+    plan = await llm.complete(planner.messages(PREFIX_REQUEST), **planner.constraint(), max_tokens=120)
 
     assert warmup.status == "saved"  # processed again and saved over the bad file
     assert plan.text == saved_prefix[1]["plan"]
@@ -788,7 +790,7 @@ async def _both_slots_cached(llms: tuple[EmbeddedLLM, EmbeddedLLM], planner: Pla
     requests = ["Translate 'good night' into French.", "Detect the objects in street.jpg."]
     await asyncio.gather(
         *(
-            llm.complete(planner.messages(r), **planner.constraint, max_tokens=40)
+            llm.complete(planner.messages(r), **planner.constraint(), max_tokens=40)
             for llm, r in zip(llms, requests, strict=True)
         )
     )
@@ -802,7 +804,7 @@ async def test_the_prefix_state_goes_into_every_slot_and_gives_the_same_greedy_p
     one = EmbeddedLLM(SMOLLM2, context=2048, threads=2, slots=1, prompt_cache_dir=folder)
     planner = _prefix_planner(one)
     saved = await one.warm(planner.prefix())
-    reference = await one.complete(planner.messages(PREFIX_REQUEST), **planner.constraint, max_tokens=120)
+    reference = await one.complete(planner.messages(PREFIX_REQUEST), **planner.constraint(), max_tokens=120)
     assert saved.status == "saved" and reference.text == saved_prefix[1]["plan"]
 
     # a two-slot model has two KV streams and cannot load a one-slot state: it saves its own, once, and restores it
@@ -821,7 +823,7 @@ async def test_the_prefix_state_goes_into_every_slot_and_gives_the_same_greedy_p
     assert two[0]._runtime is two[1]._runtime
     restored = await two[0].warm(planner.prefix())
     assert (restored.status, restored.tokens) == ("restored", saved.tokens)
-    plan = await two[0].complete(planner.messages(PREFIX_REQUEST), **planner.constraint, max_tokens=120)
+    plan = await two[0].complete(planner.messages(PREFIX_REQUEST), **planner.constraint(), max_tokens=120)
     assert plan.text == reference.text
     assert all(cached >= saved.tokens - 2 for cached in await _both_slots_cached(two, planner))
 
@@ -892,7 +894,7 @@ async def test_a_plan_after_other_calls_took_every_slot_gets_the_saved_prefix_ba
     others = [[Message(role="user", content=f"Tell me a story about {topic}.")] for topic in ("ships", "owls")]
     await asyncio.gather(*(llm.complete(messages, max_tokens=24) for messages in others))
     assert [llm._runtime.slot_table.holder(slot) for slot in (0, 1)] == [None, None]  # both overwritten
-    plan = await llm.complete(planner.messages("Detect the objects in street.jpg."), **planner.constraint)
+    plan = await llm.complete(planner.messages("Detect the objects in street.jpg."), **planner.constraint())
     assert plan.usage.cached_tokens is not None and plan.usage.cached_tokens >= warmup.tokens - 1
     assert llm.last_timings.prompt_tokens < 40  # only the request was read
     asked = [m.model_dump() for m in planner.messages("x")]
@@ -918,7 +920,7 @@ async def test_a_second_prefix_goes_into_the_last_slot_and_the_next_process_rest
     assert [table.holder(0), table.holder(1)] == [plan_digest, answer_digest] and plan_digest != answer_digest
     reply = await llm.complete(answer_messages, max_tokens=8)
     assert llm.last_timings.cached_tokens >= answer.tokens - 2
-    await llm.complete(planner.messages(PREFIX_REQUEST), **planner.constraint, max_tokens=40)
+    await llm.complete(planner.messages(PREFIX_REQUEST), **planner.constraint(), max_tokens=40)
     assert llm.last_timings.cached_tokens >= planning.tokens - 2
 
     later = EmbeddedLLM(SMOLLM2, context=2048, threads=3, slots=2, prompt_cache_dir=folder)  # another runtime

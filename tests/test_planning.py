@@ -229,7 +229,7 @@ async def test_planner_sends_prompt_with_schema_and_streams_tasks():
     assert [x.task for x in plan.tasks] == ["image-to-text", "text-to-speech"]
     assert seen == plan.tasks
     messages, schema = llm.calls[0]
-    assert schema == planner.constraint["json_schema"]
+    assert schema == planner.constraint()["json_schema"]
     assert messages[0].role == "system" and "text-to-speech" in messages[0].content
     assert [m.content for m in messages[-3:]] == ["earlier question", "earlier answer", "read a.jpg aloud"]
 

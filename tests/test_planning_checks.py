@@ -354,14 +354,14 @@ async def test_without_dep_lists_a_plan_gets_its_dependencies_from_the_placehold
     )
     llm = ScriptedLLM(plan_text)
     planner = Planner(llm, TABLE, demos=DEMOS, deps=False)
-    schema_task = planner.constraint["json_schema"]["$defs"]["task-0"]["anyOf"][0]
+    schema_task = planner.constraint()["json_schema"]["$defs"]["task-0"]["anyOf"][0]
     assert "dep" not in schema_task["properties"] and "dep" not in schema_task["required"]
     system, *demos = planner.prefix()
     assert '"dep"' not in system.content and all('"dep"' not in m.content for m in demos)
     plan = await planner.plan("draw a cat and describe the picture")
     assert [(task.id, task.dep) for task in plan.tasks] == [(0, []), (1, [0])]
     with_deps = Planner(ScriptedLLM(), TABLE, demos=DEMOS)  # the default: each task lists its dep
-    assert "dep" in with_deps.constraint["json_schema"]["$defs"]["task-1"]["anyOf"][0]["required"]
+    assert "dep" in with_deps.constraint()["json_schema"]["$defs"]["task-1"]["anyOf"][0]["required"]
     assert '"dep": [' in with_deps.prefix()[0].content
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from hugginggpt.errors import LLMError, PlanError
 from hugginggpt.llm.scripted import ScriptedLLM
 from hugginggpt.planning.planner import Planner
+from hugginggpt.planning.references import named_media
 from hugginggpt.planning.rules import validate_plan
 from hugginggpt.planning.syntax import (
     NO_TASKS,
@@ -147,10 +149,12 @@ def test_the_grammar_is_ordered_and_typed():
     assert rules["t1"].startswith('"# " step "\\n" "r1 = " (')
     # the task at place 2 can use the outputs of tasks 0 and 1 only; the first names files and texts only
     assert rules["ref2"] == '"r0" | "r1"'
-    assert rules["media2"] == "ref2 | media0" and rules["text2"] == "ref2 | text0"
+    assert rules["text2"] == "ref2 | text0"
     assert "ref0" not in rules
     detection = next(body for name, body in rules.items() if name.startswith("c1-") and "object_detection(" in body)
-    assert detection == '"object_detection(" "image=" media1 ")"'
+    assert detection == '"object_detection(" "image=" (ref1 | media0) ")"'
+    first = next(body for name, body in rules.items() if name.startswith("c0-") and "object_detection(" in body)
+    assert first == '"object_detection(" "image=" (media0) ")"'
     translation = next(body for name, body in rules.items() if name.startswith("c0-") and '"translation(' in body)
     assert translation == '"translation(" "text=" text0 (", " "tgt_lang=" text0 )? ")"'
 
@@ -165,7 +169,54 @@ def test_the_repair_and_fallback_grammars_refuse_the_empty_plan_and_placeholders
 def test_a_type_with_optional_keys_only_may_write_any_of_them_first():
     table = TaskTable([TaskType(name="make", description="d", inputs=[], optional=["text", "image"], outputs=["text"])])
     rules = _rules(plan_grammar(table, 1))
-    assert rules["c0-0"] == '"make(" ("text=" text0 (", " "image=" media0 )? | "image=" media0)? ")"'
+    assert rules["c0-0"] == '"make(" ("text=" text0 (", " "image=" (media0) )? | "image=" (media0))? ")"'
+
+
+def test_with_the_conversations_files_a_media_argument_names_one_of_its_kind_or_an_earlier_output():
+    files = named_media("Detect the objects in kite.jpg and Kite 2.png, then transcribe https://x.org/talk")
+    assert files == {"https://x.org/talk": None, "kite.jpg": "image", "2.png": "image"}
+    rules = _rules(CODE.constraint(TABLE, 2, files={"kite.jpg": "image"})["grammar"])
+    assert rules["image0"] == '"\\"kite.jpg\\""' and "media0" not in rules
+    detection = next(body for name, body in rules.items() if name.startswith("c1-") and "object_detection(" in body)
+    assert detection == '"object_detection(" "image=" (ref1 | image0) ")"'
+    # no audio is named: a task that reads audio can only come after a task whose output it reads
+    assert not any(name.startswith("c0-") and "audio=" in body for name, body in rules.items())
+    assert any(name.startswith("c1-") and "audio=" in body for name, body in rules.items())
+    # a link that does not say its kind may be given to any media argument
+    rules = _rules(CODE.constraint(TABLE, 1, files={"https://x.org/a": None})["grammar"])
+    assert rules["image0"] == rules["audio0"] == '"\\"https://x.org/a\\""'
+
+
+def test_a_bound_grammar_reads_back_only_the_conversations_files():
+    grammar = CODE.constraint(TABLE, 2, files={"a.jpg": "image"})["grammar"]
+    reply = '# describe it\nr0 = image_to_text(image="a.jpg")\n# again\nr1 = image_to_text(image=r0)'
+    assert re.fullmatch(_gbnf_regex(grammar), reply)
+    assert not re.fullmatch(_gbnf_regex(grammar), reply.replace('"a.jpg"', '"b.jpg"'))
+
+
+def _gbnf_regex(grammar: str) -> str:
+    """The regular expression of a plan grammar (ours has no recursion beyond p0 -> p1 -> ...): for tests only."""
+    rules = _rules(grammar)
+
+    def expand(body: str, depth: int = 0) -> str:
+        assert depth < 40, "the grammar recurses"
+        out, at = [], 0
+        token = re.compile(r'"((?:[^"\\]|\\.)*)"|\[((?:[^\]\\]|\\.)*)\]|([A-Za-z][\w-]*)|(\{\d*,?\d*\}|[()|?*+])|\s+')
+        while at < len(body):
+            m = token.match(body, at)
+            assert m, body[at:]
+            at = m.end()
+            if m.group(1) is not None:
+                out.append(re.escape(json.loads(f'"{m.group(1)}"')))
+            elif m.group(2) is not None:
+                out.append(f"[{m.group(2)}]")
+            elif m.group(3) is not None:
+                out.append(f"(?:{expand(rules[m.group(3)], depth + 1)})")
+            elif m.group(4) is not None:
+                out.append("(?:" if m.group(4) == "(" else m.group(4))
+        return "".join(out)
+
+    return expand(rules["root"])
 
 
 def test_code_is_asked_for_and_needs_a_backend_that_takes_a_grammar():
@@ -202,7 +253,8 @@ async def test_the_planner_asks_for_code_under_its_grammar_and_streams_each_task
         ]
     )
     messages, schema = llm.calls[0]
-    assert schema is None and llm.grammars[0] == planner.constraint["grammar"]
+    assert schema is None and llm.grammars[0] == planner.constraint(messages[-1].content)["grammar"]
+    assert '"\\"kite.jpg\\""' in llm.grammars[0] and "media0" not in llm.grammars[0]  # the request's files only
     assert "plan as code" in messages[0].content and "- object_detection(image)" in messages[0].content
     shown = [m.content for m in messages if m.role == "assistant"]
     assert shown and all(not s.startswith("{") for s in shown)

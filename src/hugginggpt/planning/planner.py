@@ -19,7 +19,7 @@ from ..types import Plan, Task, arg_modality
 from .demos import DemoBank, fit_demos, load_bank
 from .history import trim_history
 from .matching import TypeMatcher
-from .references import media_kind, named_files
+from .references import media_kind, named_files, named_media
 from .rules import MAX_TASKS, PlanBuilder, parse_plan, salvage_plan
 from .syntax import syntax_for
 
@@ -76,9 +76,14 @@ class Planner:
         }
         self.syntax = syntax_for(syntax, llm, table, typed=typed, steps=steps, deps=deps, ordered=ordered)
         self._writes_deps = deps and self.syntax.name == "json"  # code names its inputs by variable instead
-        self.constraint = self.syntax.constraint(table, max_tasks)
-        # A repair fixes the plan it is shown: it may not give up and answer with no tasks at all.
-        self.repair_constraint = self.syntax.constraint(table, max_tasks, at_least_one=True)
+
+    def constraint(self, mentioned: str | None = None, *, repair: bool = False) -> dict[str, Any]:
+        """The constraint (`json_schema` or `grammar`, as `LLM.complete` takes it) of a plan for a conversation
+        that reads `mentioned` (history and request; None: any). Where the syntax can (code), an image, audio or
+        video argument names only the files and URLs the conversation names, or an earlier task's output. A repair
+        (`repair`) fixes the plan it is shown: it may not give up and answer with no tasks at all."""
+        files = named_media(mentioned) if mentioned is not None else None
+        return self.syntax.constraint(self.table, self.max_tasks, at_least_one=repair, files=files)
 
     @classmethod
     def from_settings(cls, llm: LLM, table: TaskTable, settings: Settings) -> Planner:
@@ -111,7 +116,7 @@ class Planner:
             if _media_inputs(t) <= kinds and (not kinds or kinds & {arg_modality(k) or "text" for k in t.inputs})
         ]
         table = self.table.subset(fits) if fits else self.table
-        return self.syntax.constraint(table, 1, at_least_one=True, literal=True)
+        return self.syntax.constraint(table, 1, at_least_one=True, literal=True, files=named_media(mentioned))
 
     def select_demos(self, request: str, history: Sequence[Message] = ()) -> list[dict[str, Any]]:
         """The demos for this request: the fixed ones, then those retrieved for it (most similar last). Demos with
@@ -197,7 +202,7 @@ class Planner:
                     on_task(task)
 
         completion = await llm.complete(
-            messages, **self.constraint, max_tokens=1024, on_delta=on_delta if on_task else None
+            messages, **self.constraint(mentioned), max_tokens=1024, on_delta=on_delta if on_task else None
         )
         read = self.syntax.read
         try:
@@ -216,7 +221,7 @@ class Planner:
             Message(role="user", content=render("repair.j2", error=str(error), syntax=self.syntax.name)),
         ]
         try:
-            repaired = await llm.complete(fix, **self.repair_constraint, max_tokens=1024)
+            repaired = await llm.complete(fix, **self.constraint(mentioned, repair=True), max_tokens=1024)
         except LLMError:
             raise error from None
         second: PlanError | None = None

@@ -19,6 +19,7 @@ NAMED_FILE = re.compile(rf"(?:{_SCHEME})?[^\s'\"<>()\[\],;]+{_EXTENSION}\b", re.
 _SEPARATORS = re.compile(r"\s*(?:,|;|\band\b|\n)\s*")
 BRACKETED_FILE = re.compile(rf"<\s*((?:{_SCHEME})?[^<>\s]+{_EXTENSION})\s*>", re.IGNORECASE)
 _URL = re.compile(rf"^{_SCHEME}\S+$", re.IGNORECASE)
+_URL_IN_TEXT = re.compile(rf"{_SCHEME}[^\s'\"<>()\[\],;]+", re.IGNORECASE)
 # A placeholder's task number has at most this many digits (plans have a handful of tasks; int() refuses 4300+).
 _MAX_NUMBER_DIGITS = 6
 # What a constrained decoder may write in a media argument: `<resource>-N`, or a file name or URL without `<>`.
@@ -59,6 +60,17 @@ def named_files(text: str) -> dict[str, str]:
     """The files and URLs `text` names, each with its kind (image, audio, video, text); names of no known kind are
     left out."""
     return {m.group(0): kind for m in NAMED_FILE.finditer(text) if (kind := file_kind(m.group(0))) is not None}
+
+
+def named_media(text: str) -> dict[str, str | None]:
+    """The image, audio and video files and the URLs `text` names, each with its kind (None: a URL with no
+    extension that says, such as a page or an API's link)."""
+    media: dict[str, str | None] = {}
+    for match in _URL_IN_TEXT.finditer(text):
+        url = match.group(0).rstrip(".!?:")
+        media[url] = file_kind(url)
+    media |= named_files(text)
+    return {name: kind for name, kind in media.items() if kind != "text"}
 
 
 def file_kind(value: str) -> str | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ..errors import PlanError
@@ -64,10 +64,18 @@ class PlanSyntax(Protocol):
         ...
 
     def constraint(
-        self, table: TaskTable, max_tasks: int = MAX_TASKS, *, at_least_one: bool = False, literal: bool = False
+        self,
+        table: TaskTable,
+        max_tasks: int = MAX_TASKS,
+        *,
+        at_least_one: bool = False,
+        literal: bool = False,
+        files: Mapping[str, str | None] | None = None,
     ) -> dict[str, Any]:
         """Keyword arguments for `LLM.complete` that bind the decoder to plans of `table` (one of `json_schema`,
-        `grammar`). `at_least_one` refuses the empty plan; `literal` refuses `<resource>-N` in text arguments."""
+        `grammar`). `at_least_one` refuses the empty plan; `literal` refuses `<resource>-N` in text arguments;
+        `files` (the conversation's media files and URLs with their kinds) are the only ones an image, audio or
+        video argument may name, where the syntax can bind that."""
         ...
 
 
@@ -89,8 +97,16 @@ class JsonSyntax:
         return ArrayElementStream()
 
     def constraint(
-        self, table: TaskTable, max_tasks: int = MAX_TASKS, *, at_least_one: bool = False, literal: bool = False
+        self,
+        table: TaskTable,
+        max_tasks: int = MAX_TASKS,
+        *,
+        at_least_one: bool = False,
+        literal: bool = False,
+        files: Mapping[str, str | None] | None = None,
     ) -> dict[str, Any]:
+        """`files` is not bound here (a media argument is any file name or URL): the plan checks refuse those the
+        conversation does not name."""
         options = self.options if not literal else {**self.options, "ordered": True}
         schema = plan_schema(table, max_tasks, literal=literal, **options)
         if at_least_one:
@@ -139,10 +155,16 @@ class CodeSyntax:
         return CodeStream(self._names)
 
     def constraint(
-        self, table: TaskTable, max_tasks: int = MAX_TASKS, *, at_least_one: bool = False, literal: bool = False
+        self,
+        table: TaskTable,
+        max_tasks: int = MAX_TASKS,
+        *,
+        at_least_one: bool = False,
+        literal: bool = False,
+        files: Mapping[str, str | None] | None = None,
     ) -> dict[str, Any]:
         grammar = plan_grammar(
-            table, max_tasks, self.identifier, steps=self.steps, at_least_one=at_least_one, literal=literal
+            table, max_tasks, self.identifier, steps=self.steps, at_least_one=at_least_one, literal=literal, files=files
         )
         return {"grammar": grammar}
 
@@ -261,29 +283,45 @@ def plan_grammar(
     steps: bool = True,
     at_least_one: bool = False,
     literal: bool = False,
+    files: Mapping[str, str | None] | None = None,
 ) -> str:
     """The GBNF grammar of plans in code for `table` with at most `max_tasks` tasks (see `CodeSyntax`);
-    `identifier` writes a task type's name."""
+    `identifier` writes a task type's name. With `files` (the conversation's files and URLs, each with its kind:
+    image, audio, video, or None for a URL of no known kind), an image, audio or video argument names one of those
+    of its kind or an earlier `rN`, and a task type whose input has neither cannot be written there."""
     if max_tasks < 1:
         raise ValueError("a plan grammar needs room for at least one task")
-    rules: dict[str, str] = {"root": "p0" if at_least_one else f'"{NO_TASKS}" | p0'}
+    rules: dict[str, str] = {}
+    media = _media_rules(files, rules)
+    length = max_tasks
     for i in range(max_tasks):
-        rules[f"p{i}"] = f't{i} ("\\n" p{i + 1})?' if i + 1 < max_tasks else f"t{i}"
         calls = []
         for j, task_type in enumerate(table):
-            name = f"c{i}-{j}"
-            values = {key: _value_rule(key, i, literal) for key in task_type.arg_keys}
+            values = {key: _value_rule(key, i, literal, media) for key in task_type.arg_keys}
+            if any(values[key] is None for key in task_type.inputs):
+                continue
             required = [f'"{key}=" {values[key]}' for key in task_type.inputs]
-            optional = [f'"{key}=" {values[key]}' for key in task_type.arg_keys if key not in task_type.inputs]
-            rules[name] = f'"{identifier(task_type.name)}(" {_arg_list(required, optional)} ")"'
-            calls.append(name)
+            optional = [
+                f'"{key}=" {values[key]}'
+                for key in task_type.arg_keys
+                if key not in task_type.inputs and values[key] is not None
+            ]
+            rules[f"c{i}-{j}"] = f'"{identifier(task_type.name)}(" {_arg_list(required, optional)} ")"'
+            calls.append(f"c{i}-{j}")
+        if not calls:  # no task can come at this place (none can read the files there are): the plan ends before
+            length = i
+            break
         step = '"# " step "\\n" ' if steps else ""
         rules[f"t{i}"] = f'{step}"r{i} = " ({" | ".join(calls)})'
         if i:
             rules[f"ref{i}"] = " | ".join(f'"r{k}"' for k in range(i))
-            rules[f"media{i}"] = f"ref{i} | media0"
             rules[f"text{i}"] = f"ref{i} | text0"
-    rules["media0"] = f'"\\"" [^<>"\\\\\\n\\r\\t]{{1,{_MEDIA_CHARS}}} "\\""'
+    for i in range(length):
+        rules[f"p{i}"] = f't{i} ("\\n" p{i + 1})?' if i + 1 < length else f"t{i}"
+    if length == 0 and at_least_one:
+        raise ValueError("no task type of the table can read the files the conversation names")
+    root = ["p0"] if length else []
+    rules = {"root": " | ".join(root if at_least_one else [f'"{NO_TASKS}"', *root]), **rules}
     rules["text0"] = f'"\\"" tchar{{0,{MAX_ARG_CHARS}}} "\\""'
     rules["tchar"] = '[^"\\\\\\n\\r] | "\\\\" ["\\\\/nrt]'
     rules["literal0"] = f'"\\"" [^<"\\\\\\n\\r\\t]{{1,{MAX_ARG_CHARS}}} "\\""'
@@ -292,9 +330,29 @@ def plan_grammar(
     return "\n".join(f"{name} ::= {body}" for name, body in rules.items()) + "\n"
 
 
-def _value_rule(key: str, position: int, literal: bool) -> str:
-    if arg_modality(key) in ("image", "audio", "video"):
-        return f"media{position}"
+def _media_rules(files: Mapping[str, str | None] | None, rules: dict[str, str]) -> dict[str, str | None]:
+    """Add the rules of what an image, audio or video argument may name besides `rN`: any file name or URL
+    (`files` None), or one of `files` of that kind; give each kind's rule name (None: nothing of that kind)."""
+    if files is None:
+        rules["media0"] = f'"\\"" [^<>"\\\\\\n\\r\\t]{{1,{_MEDIA_CHARS}}} "\\""'
+        return dict.fromkeys(("image", "audio", "video"), "media0")
+    kinds: dict[str, str | None] = {}
+    for kind in ("image", "audio", "video"):
+        names = sorted(name for name, of in files.items() if of in (kind, None))
+        if names:
+            quoted = (json.dumps(json.dumps(name, ensure_ascii=False), ensure_ascii=False) for name in names)
+            rules[f"{kind}0"] = " | ".join(quoted)
+        kinds[kind] = f"{kind}0" if names else None
+    return kinds
+
+
+def _value_rule(key: str, position: int, literal: bool, media: dict[str, str | None]) -> str | None:
+    """The rule of `key`'s value at `position`; None when nothing can be written there."""
+    kind = arg_modality(key)
+    if kind in ("image", "audio", "video"):
+        alternatives = [f"ref{position}"] if position else []
+        alternatives += [media[kind]] if media[kind] else []
+        return f"({' | '.join(alternatives)})" if alternatives else None
     return "literal0" if literal else f"text{position}"
 
 
