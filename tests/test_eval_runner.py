@@ -141,7 +141,10 @@ async def test_save_predictions_writes_our_plan_format(data, tmp_path):
 
 
 class _OpenAIHandler(BaseHTTPRequestHandler):
+    posts = 0  # chat completions asked for, over all servers of this test module
+
     def do_POST(self) -> None:
+        type(self).posts += 1
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         request = next((m["content"] for m in reversed(body["messages"]) if m["content"] in PLANS), None)
         text = json.dumps({"tasks": PLANS.get(request, [])})
@@ -269,3 +272,27 @@ def test_cli_reports_a_missing_file_without_a_traceback(tmp_path, endpoint):
     assert result.exit_code == 1
     assert "does not exist" in result.output
     assert "Traceback" not in result.output
+
+
+def test_cli_answers_calls_made_before_from_the_llm_cache(data, endpoint, tmp_path):
+    cache = tmp_path / "calls.sqlite"
+    command = ["--base-url", endpoint, "eval", "taskbench", "--data", str(data), "--json", "--llm-cache", str(cache)]
+    before = _OpenAIHandler.posts
+    first = CliRunner().invoke(app, command)
+    assert first.exit_code == 0, first.output
+    made = _OpenAIHandler.posts - before
+    assert made == 4  # row 1: one call; row 2: the plan, its repair and the fallback
+    again = CliRunner().invoke(app, command)
+    assert again.exit_code == 0, again.output
+    assert _OpenAIHandler.posts - before == made  # every call answered from the file
+    assert "LLM calls: 4 answered from" in again.stderr
+    scores = [json.loads(r.stdout.strip().splitlines()[-1])["variants"] for r in (first, again)]
+    assert scores[0] == scores[1]
+
+
+def test_cli_leaves_out_the_plan_repairs_it_is_told_to_and_refuses_unknown_ones(data, endpoint):
+    base = ["--base-url", endpoint, "eval", "taskbench", "--data", str(data), "--json"]
+    result = CliRunner().invoke(app, [*base, "--without", "repeats", "--without", "own-file"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, [*base, "--without", "everything"])
+    assert result.exit_code == 1 and "unknown plan repair everything; known: repeats" in result.output

@@ -13,7 +13,7 @@ from hugginggpt.llm.protocol import Message
 from hugginggpt.llm.scripted import ScriptedLLM
 from hugginggpt.planning.demos import DemoBank
 from hugginggpt.planning.planner import Planner
-from hugginggpt.planning.rules import salvage_plan, validate_plan
+from hugginggpt.planning.rules import REPAIRS, salvage_plan, validate_plan
 from hugginggpt.planning.schema import plan_schema
 from hugginggpt.tasks import DEFAULT_TASK_TYPES, TaskTable, TaskType
 
@@ -163,6 +163,33 @@ def test_a_task_that_repeats_an_earlier_one_is_merged_into_it():
         t("translation", 1, {"text": "<resource>-0", "tgt_lang": "German"}, [0]),
     ]
     assert len(validate_plan(chain, TABLE).tasks) == 2
+
+
+def test_each_repair_can_be_left_out_to_measure_it():
+    text = "John lives in Boston."
+    repeated = [
+        t("token-classification", 0, {"text": text}),
+        t("token-classification", 1, {"text": text}),
+        t("token-classification", 2, {"text": "<resource>-1"}, [1]),
+    ]
+    everything_but = {name: [r for r in REPAIRS if r != name] for name in REPAIRS}
+    assert len(validate_plan(repeated, TABLE, repairs=everything_but["repeats"]).tasks) == 2  # 2 is 1's relabelling
+    assert len(validate_plan(repeated, TABLE, repairs=everything_but["relabelling"]).tasks) == 2
+    assert len(validate_plan(repeated, TABLE, repairs=()).tasks) == 3
+    same = [t("sentence-similarity", 0, {"text": text, "text_2": text})]
+    assert len(validate_plan(same, TABLE, repairs=everything_but["self-comparisons"]).tasks) == 1
+    own = [t("automatic-speech-recognition", 0, {"audio": "<resource>-0"})]
+    with pytest.raises(PlanError, match="refers to the task itself"):
+        validate_plan(own, TABLE, mentioned="Transcribe talk.wav", repairs=everything_but["own-file"])
+    through = [
+        t("image-classification", 0, {"image": "a.jpg"}),
+        t("visual-question-answering", 1, {"image": "<resource>-0", "text": "What is it?"}, [0]),
+    ]
+    assert validate_plan(through, TABLE, mentioned="a.jpg").tasks[1].args["image"] == "a.jpg"
+    with pytest.raises(PlanError, match="needs image from <resource>-0"):
+        validate_plan(through, TABLE, mentioned="a.jpg", repairs=everything_but["pass-through"])
+    with pytest.raises(ValueError, match="unknown plan repairs \\['guess'\\]"):
+        Planner(ScriptedLLM(), TABLE, repairs=["guess"])
 
 
 def test_a_comparison_of_a_text_with_itself_is_left_out():

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 import typer
 
 from ..errors import HuggingGPTError
+from ..planning.rules import REPAIRS
 from . import render
 from .base import eval_app, fail, settings_of
 from .render import err, out
@@ -34,9 +35,25 @@ def eval_taskbench(
             '{"ours": report, "plain": report}}, each report as --planner ours or plain prints it'
         ),
     ] = "ours",
+    without: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="leave this plan repair out of our planner, to measure what it does (repeatable): "
+            + "; ".join(f"{name}: {what}" for name, what in REPAIRS.items())
+        ),
+    ] = None,
+    llm_cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="answer each LLM call made before (same model, messages and constraint) from this SQLite file, "
+            "and keep the new ones there: a rerun with one change makes only the calls that change makes "
+            "(greedy decoding: the same answers); seconds a row then count only those calls"
+        ),
+    ] = None,
 ) -> None:
     """Plan TaskBench requests with our planner (or the plain baseline, or both) and score node, edge,
     argument-type and -value F1 per split."""
+    from ..eval.llm_cache import CachedLLM
     from ..eval.plain import PlainPlanner
     from ..eval.runner import PLANNERS, Comparison, run_planners
     from ..eval.runner import save_predictions as write_predictions
@@ -44,10 +61,16 @@ def eval_taskbench(
     from ..planning import Planner
 
     settings = settings_of(ctx)
+    unknown = sorted(set(without or ()) - set(REPAIRS))
+    if unknown:
+        raise fail(f"unknown plan repair {', '.join(unknown)}; known: {', '.join(REPAIRS)}")
+    repairs = [name for name in REPAIRS if name not in (without or ())]
     try:
         llm = llm_from_settings(settings)
+        if llm_cache is not None:
+            llm = CachedLLM(llm, llm_cache)
         factories = {
-            "ours": lambda tb: Planner.from_settings(llm, tb.table, settings),
+            "ours": lambda tb: Planner.from_settings(llm, tb.table, settings, repairs=repairs),
             "plain": lambda tb: PlainPlanner(llm, tb.table),
         }
         names = PLANNERS if planner == "both" else (planner,)
@@ -63,6 +86,9 @@ def eval_taskbench(
         )
     except HuggingGPTError as exc:
         raise fail(str(exc)) from None
+    if isinstance(llm, CachedLLM):
+        err.print(f"LLM calls: {llm.hits} answered from {llm_cache}, {llm.misses} made", soft_wrap=True)
+        llm.close()
     if save_predictions is not None:
         write_predictions(predictions, save_predictions)
     report = Comparison.of(reports) if planner == "both" else reports[planner]

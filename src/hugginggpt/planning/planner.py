@@ -7,7 +7,7 @@ then validates and repairs it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..embedding import SentenceEmbedder
@@ -20,7 +20,7 @@ from .demos import DemoBank, fit_demos, load_bank
 from .history import trim_history
 from .matching import TypeMatcher
 from .references import media_kind, named_files, named_media
-from .rules import MAX_TASKS, PlanBuilder, parse_plan, salvage_plan
+from .rules import MAX_TASKS, REPAIRS, PlanBuilder, parse_plan, salvage_plan
 from .syntax import syntax_for
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ class Planner:
         matcher: TypeMatcher | None = None,
         fallback: bool = True,
         syntax: str = "json",
+        repairs: Collection[str] = tuple(REPAIRS),
     ) -> None:
         self.llm = llm
         self.table = table
@@ -68,6 +69,8 @@ class Planner:
         self.demos = fit_demos(all_demos, table, matcher)
         self.bank = bank.fit(table, matcher) if bank is not None else None
         self.fallback = fallback
+        self.repairs = tuple(repairs)
+        PlanBuilder(table, repairs=self.repairs)  # an unknown repair's name fails here, not at the first plan
         self.retrieve = retrieve
         self.steps = steps
         shown = [*self.demos, *(self.bank.demos if self.bank is not None else [])]
@@ -86,9 +89,12 @@ class Planner:
         return self.syntax.constraint(self.table, self.max_tasks, at_least_one=repair, files=files)
 
     @classmethod
-    def from_settings(cls, llm: LLM, table: TaskTable, settings: Settings) -> Planner:
+    def from_settings(
+        cls, llm: LLM, table: TaskTable, settings: Settings, *, repairs: Collection[str] = tuple(REPAIRS)
+    ) -> Planner:
         """The planner the settings ask for: their history budget, and `plan_retrieved_demos` demos retrieved
-        from the shipped bank (`prompts/demo_bank.json`, by word overlap) on top of the fixed ones."""
+        from the shipped bank (`prompts/demo_bank.json`, by word overlap) on top of the fixed ones. `repairs`:
+        the plan repairs to make (`rules.REPAIRS`; an evaluation leaves some out to measure them)."""
         retrieve = settings.plan_retrieved_demos
         bank = DemoBank(load_bank()) if retrieve else None
         embedder = SentenceEmbedder(threads=settings.expert_threads)
@@ -101,6 +107,7 @@ class Planner:
             retrieve=retrieve,
             matcher=matcher,
             syntax=settings.plan_syntax,
+            repairs=repairs,
         )
 
     def fallback_constraint(self, mentioned: str) -> dict[str, Any]:
@@ -181,7 +188,12 @@ class Planner:
         llm = llm or self.llm
         messages = self.messages(request, history)
         mentioned = "\n".join([*(m.content for m in history), request])
-        context: dict[str, Any] = {"example_files": self.example_files, "mentioned": mentioned, "exists": exists}
+        context: dict[str, Any] = {
+            "example_files": self.example_files,
+            "mentioned": mentioned,
+            "exists": exists,
+            "repairs": self.repairs,
+        }
         stream = self.syntax.stream()
         builder = PlanBuilder(self.table, self.max_tasks, **context)
         streaming_ok = on_task is not None

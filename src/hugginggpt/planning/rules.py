@@ -34,6 +34,14 @@ from .references import (
 
 MAX_TASKS = 8
 MAX_ARG_CHARS = 400
+# The repairs `PlanBuilder` makes to a plan it can read, each of which can be left out (an ablation measures it).
+REPAIRS = {
+    "repeats": "a task that repeats an earlier one on the same inputs is merged into it",
+    "relabelling": "a classification run again on its own output is merged into the first",
+    "self-comparisons": "a task that compares a written-out text with itself is left out",
+    "pass-through": "an input of a kind the task it names did not produce means that task's own input of that kind",
+    "own-file": "a task that names its own output as an input means the one file of that kind the request names",
+}
 
 
 def _reads_only(task_type: TaskType, modality: str) -> bool:
@@ -66,7 +74,12 @@ class PlanBuilder:
         example_files: Collection[str] = (),
         mentioned: str = "",
         exists: Callable[[str], bool] | None = None,
+        repairs: Collection[str] = tuple(REPAIRS),
     ) -> None:
+        unknown = set(repairs) - set(REPAIRS)
+        if unknown:
+            raise ValueError(f"unknown plan repairs {sorted(unknown)}; known: {', '.join(REPAIRS)}")
+        self.repairs = frozenset(repairs)
         self.table = table
         self.exists = exists  # whether a named input file is there (None: no input folders to look in)
         self.max_tasks = max_tasks
@@ -96,7 +109,7 @@ class PlanBuilder:
             raise PlanError(f"{where}: unknown task type {short(name)}; available types: {known}")
         where = f"task {llm_id} ({task_type.name})"
         args = self._args(raw.get("args", {}), task_type, llm_id, where)
-        if _compares_with_itself(task_type, args):
+        if "self-comparisons" in self.repairs and _compares_with_itself(task_type, args):
             self._ids[llm_id] = []
             self._left_out[llm_id] = "it compares a text with itself"
             return []
@@ -124,9 +137,9 @@ class PlanBuilder:
         """The earlier task this one only repeats: the same task on the same inputs, or a labelling task
         (a classification) run again on its own output, as in "find the entities in the entities found"."""
         for task in self.tasks:
-            if task.task == task_type.name and task.args == args:
+            if "repeats" in self.repairs and task.task == task_type.name and task.args == args:
                 return task.id
-        if not task_type.name.endswith("classification"):
+        if "relabelling" not in self.repairs or not task_type.name.endswith("classification"):
             return None
         sources = {_only_reference(args.get(key, "")) for key in task_type.inputs}
         source = sources.pop() if len(sources) == 1 else None
@@ -286,7 +299,7 @@ class PlanBuilder:
         """The input task `ref` read, when `value` is just `<resource>-ref` and that task produces no `modality` but
         took one input of it: "classify a.jpg, then answer a question about <resource>-0" means about a.jpg, and
         "read notes.txt aloud, then summarise <resource>-0" means summarise notes.txt."""
-        if modality is None or _only_reference(value) != ref:
+        if "pass-through" not in self.repairs or modality is None or _only_reference(value) != ref:
             return None
         if len(self._ids[ref]) != 1:
             return None
@@ -297,7 +310,7 @@ class PlanBuilder:
     def _only_file(self, value: str, ref: int, modality: str | None) -> str | None:
         """The one file of `modality` (a text file for text) the request names, when an argument is just its own
         `<resource>-ref`: small models write "the output of this task" to mean "the user's input"."""
-        if modality is None or _only_reference(value) != ref:
+        if "own-file" not in self.repairs or modality is None or _only_reference(value) != ref:
             return None
         named = self._named_files(modality)
         return named.pop() if len(named) == 1 else None
