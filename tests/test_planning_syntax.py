@@ -187,6 +187,14 @@ def test_with_the_conversations_files_a_media_argument_names_one_of_its_kind_or_
     assert rules["image0"] == rules["audio0"] == '"\\"https://x.org/a\\""'
 
 
+def test_when_no_task_can_read_the_files_given_the_grammar_leaves_them_free():
+    images = TABLE.subset({"object-detection", "image-to-text"})
+    assert _rules(CODE.constraint(images, 2, files={})["grammar"])["root"] == f'"{NO_TASKS}"'
+    # a repair must write a task: its grammar lets it name any file, and the plan checks say which one is wrong
+    rules = _rules(CODE.constraint(images, 2, at_least_one=True, files={})["grammar"])
+    assert rules["root"] == "p0" and "media0" in rules
+
+
 def test_a_bound_grammar_reads_back_only_the_conversations_files():
     grammar = CODE.constraint(TABLE, 2, files={"a.jpg": "image"})["grammar"]
     reply = '# describe it\nr0 = image_to_text(image="a.jpg")\n# again\nr1 = image_to_text(image=r0)'

@@ -318,8 +318,8 @@ def plan_grammar(
             rules[f"text{i}"] = f"ref{i} | text0"
     for i in range(length):
         rules[f"p{i}"] = f't{i} ("\\n" p{i + 1})?' if i + 1 < length else f"t{i}"
-    if length == 0 and at_least_one:
-        raise ValueError("no task type of the table can read the files the conversation names")
+    if length == 0 and at_least_one:  # no plan fits the files: leave the files free, for the checks to say why
+        return plan_grammar(table, max_tasks, identifier, steps=steps, at_least_one=True, literal=literal)
     root = ["p0"] if length else []
     rules = {"root": " | ".join(root if at_least_one else [f'"{NO_TASKS}"', *root]), **rules}
     rules["text0"] = f'"\\"" tchar{{0,{MAX_ARG_CHARS}}} "\\""'
