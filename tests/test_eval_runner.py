@@ -292,7 +292,7 @@ def test_cli_answers_calls_made_before_from_the_llm_cache(data, endpoint, tmp_pa
 
 def test_cli_leaves_out_the_plan_repairs_it_is_told_to_and_refuses_unknown_ones(data, endpoint):
     base = ["--base-url", endpoint, "eval", "taskbench", "--data", str(data), "--json"]
-    result = CliRunner().invoke(app, [*base, "--without", "repeats", "--without", "own-file"])
+    result = CliRunner().invoke(app, [*base, "--without", "repeats", "--without", "pass-through"])
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(app, [*base, "--without", "everything"])
     assert result.exit_code == 1 and "unknown plan repair everything; known: repeats" in result.output

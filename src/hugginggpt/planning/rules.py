@@ -37,10 +37,7 @@ MAX_ARG_CHARS = 400
 # The repairs `PlanBuilder` makes to a plan it can read, each of which can be left out (an ablation measures it).
 REPAIRS = {
     "repeats": "a task that repeats an earlier one on the same inputs is merged into it",
-    "relabelling": "a classification run again on its own output is merged into the first",
-    "self-comparisons": "a task that compares a written-out text with itself is left out",
     "pass-through": "an input of a kind the task it names did not produce means that task's own input of that kind",
-    "own-file": "a task that names its own output as an input means the one file of that kind the request names",
 }
 
 
@@ -50,13 +47,6 @@ def _reads_only(task_type: TaskType, modality: str) -> bool:
 
 def _a(word: str) -> str:
     return f"an {word}" if word[0] in "aeiou" else f"a {word}"
-
-
-def _compares_with_itself(task_type: TaskType, args: dict[str, str]) -> bool:
-    """Whether two text inputs of the task are the same written-out text (not task outputs): a comparison of a
-    text with itself, which no one asks for."""
-    texts = [args[k].strip() for k in task_type.inputs if arg_modality(k) == "text" and k in args]
-    return len(texts) >= 2 and len(set(texts)) < len(texts) and not any(references(t) for t in texts)
 
 
 class PlanBuilder:
@@ -88,7 +78,6 @@ class PlanBuilder:
         self.mentioned = mentioned.lower()
         self.tasks: list[Task] = []
         self._ids: dict[int, list[int]] = {}  # the LLM's id -> the ids it became ([] when left out)
-        self._left_out: dict[int, str] = {}  # the LLM's id -> why that task was left out
 
     def plan(self) -> Plan:
         return Plan(tasks=list(self.tasks))
@@ -109,10 +98,6 @@ class PlanBuilder:
             raise PlanError(f"{where}: unknown task type {short(name)}; available types: {known}")
         where = f"task {llm_id} ({task_type.name})"
         args = self._args(raw.get("args", {}), task_type, llm_id, where)
-        if "self-comparisons" in self.repairs and _compares_with_itself(task_type, args):
-            self._ids[llm_id] = []
-            self._left_out[llm_id] = "it compares a text with itself"
-            return []
         same: list[int] = []  # tasks this one repeats: later references go to them
         variants = []
         for variant in self._variants(args, task_type):
@@ -134,19 +119,11 @@ class PlanBuilder:
         return new
 
     def _redundant(self, task_type: TaskType, args: dict[str, str]) -> int | None:
-        """The earlier task this one only repeats: the same task on the same inputs, or a labelling task
-        (a classification) run again on its own output, as in "find the entities in the entities found"."""
-        for task in self.tasks:
-            if "repeats" in self.repairs and task.task == task_type.name and task.args == args:
-                return task.id
-        if "relabelling" not in self.repairs or not task_type.name.endswith("classification"):
+        """The earlier task this one only repeats: the same task on the same inputs (its expert would give the
+        same result again)."""
+        if "repeats" not in self.repairs:
             return None
-        sources = {_only_reference(args.get(key, "")) for key in task_type.inputs}
-        source = sources.pop() if len(sources) == 1 else None
-        if source is None:
-            return None
-        earlier = self.tasks[self._index(source)]
-        return earlier.id if earlier.task == task_type.name else None
+        return next((t.id for t in self.tasks if t.task == task_type.name and t.args == args), None)
 
     def _used(self, task_id: int) -> bool:
         return any(t.id == task_id for t in self.tasks)
@@ -190,18 +167,10 @@ class PlanBuilder:
             raise PlanError(f"{where}: parameter {key!r} cannot take <resource>-N; only inputs can")
         for ref in refs:
             if ref == llm_id:
-                given = self._only_file(value, ref, modality)
-                if given is None:
-                    raise PlanError(
-                        f"{where}: argument {key!r} refers to the task itself (<resource>-{ref}); write the input "
-                        "itself (the text, or a file name or URL from the request) or <resource>-N of an earlier task"
-                        + self._instead(task_type, modality)
-                    )
-                return self._resolve_refs(given, key, task_type, llm_id, where)
-            if ref in self._left_out:
                 raise PlanError(
-                    f"{where}: argument {key!r} uses <resource>-{ref}, but task {ref} was left out: "
-                    f"{self._left_out[ref]}"
+                    f"{where}: argument {key!r} refers to the task itself (<resource>-{ref}); write the input "
+                    "itself (the text, or a file name or URL from the request) or <resource>-N of an earlier task"
+                    + self._instead(task_type, modality)
                 )
             if ref not in self._ids:
                 raise PlanError(
@@ -306,14 +275,6 @@ class PlanBuilder:
         source = self.tasks[self._index(self._ids[ref][0])]
         files = [v for k, v in source.args.items() if arg_modality(k) == modality]
         return files[0] if len(files) == 1 and not references(files[0]) else None
-
-    def _only_file(self, value: str, ref: int, modality: str | None) -> str | None:
-        """The one file of `modality` (a text file for text) the request names, when an argument is just its own
-        `<resource>-ref`: small models write "the output of this task" to mean "the user's input"."""
-        if "own-file" not in self.repairs or modality is None or _only_reference(value) != ref:
-            return None
-        named = self._named_files(modality)
-        return named.pop() if len(named) == 1 else None
 
     def _index(self, task_id: int) -> int:
         return next(i for i, t in enumerate(self.tasks) if t.id == task_id)
