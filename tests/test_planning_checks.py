@@ -176,16 +176,25 @@ def test_each_repair_can_be_left_out_to_measure_it():
     assert validate_plan(through, TABLE, mentioned="a.jpg").tasks[1].args["image"] == "a.jpg"
     with pytest.raises(PlanError, match="needs image from <resource>-0"):
         validate_plan(through, TABLE, mentioned="a.jpg", repairs=["repeats"])
-    assert set(REPAIRS) == {"repeats", "pass-through"}
+    assert set(REPAIRS) == {"repeats", "pass-through", "own-file"}
     with pytest.raises(ValueError, match="unknown plan repairs \\['guess'\\]"):
         Planner(ScriptedLLM(), TABLE, repairs=["guess"])
 
 
-def test_an_argument_naming_its_own_task_is_an_error_that_says_what_to_write():
+def test_a_media_argument_naming_its_own_task_means_the_one_file_the_user_gave():
     own = [t("automatic-speech-recognition", 0, {"audio": "<resource>-0"})]
-    for request in ("Transcribe 'Talk.WAV' for me", "Transcribe my talk", "Transcribe a.wav and b.mp3"):
-        with pytest.raises(PlanError, match="refers to the task itself .*write the input itself"):
+    plan = validate_plan(own, TABLE, mentioned="Transcribe 'Talk.WAV' for me, and see cat.jpg")
+    assert plan.tasks[0].args == {"audio": "Talk.WAV"}
+    # a text argument naming its own task means the one text document the request names
+    read = [t("summarization", 0, {"text": "<resource>-0"})]
+    plan = validate_plan(read, TABLE, mentioned="Sum up the article 'notes.txt' about photo.jpg")
+    assert plan.tasks[0].args == {"text": "notes.txt"}
+    # with no file, or several, of that kind it stays an error; and so it is with the repair left out
+    for request in ("Transcribe my talk", "Transcribe a.wav and b.mp3"):
+        with pytest.raises(PlanError, match="refers to the task itself"):
             validate_plan(own, TABLE, mentioned=request)
+    with pytest.raises(PlanError, match="refers to the task itself"):
+        validate_plan(own, TABLE, mentioned="Transcribe talk.wav", repairs=["repeats", "pass-through"])
 
 
 def test_salvage_keeps_the_valid_tasks_and_drops_what_depends_on_the_invalid_ones():

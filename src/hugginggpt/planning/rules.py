@@ -38,6 +38,7 @@ MAX_ARG_CHARS = 400
 REPAIRS = {
     "repeats": "a task that repeats an earlier one on the same inputs is merged into it",
     "pass-through": "an input of a kind the task it names did not produce means that task's own input of that kind",
+    "own-file": "a task that names its own output as an input means the one file of that kind the request names",
 }
 
 
@@ -167,11 +168,14 @@ class PlanBuilder:
             raise PlanError(f"{where}: parameter {key!r} cannot take <resource>-N; only inputs can")
         for ref in refs:
             if ref == llm_id:
-                raise PlanError(
-                    f"{where}: argument {key!r} refers to the task itself (<resource>-{ref}); write the input "
-                    "itself (the text, or a file name or URL from the request) or <resource>-N of an earlier task"
-                    + self._instead(task_type, modality)
-                )
+                given = self._only_file(value, ref, modality)
+                if given is None:
+                    raise PlanError(
+                        f"{where}: argument {key!r} refers to the task itself (<resource>-{ref}); write the input "
+                        "itself (the text, or a file name or URL from the request) or <resource>-N of an earlier task"
+                        + self._instead(task_type, modality)
+                    )
+                return self._resolve_refs(given, key, task_type, llm_id, where)
             if ref not in self._ids:
                 raise PlanError(
                     f"{where}: argument {key!r} uses <resource>-{ref}, but no earlier task has id {ref}; "
@@ -275,6 +279,14 @@ class PlanBuilder:
         source = self.tasks[self._index(self._ids[ref][0])]
         files = [v for k, v in source.args.items() if arg_modality(k) == modality]
         return files[0] if len(files) == 1 and not references(files[0]) else None
+
+    def _only_file(self, value: str, ref: int, modality: str | None) -> str | None:
+        """The one file of `modality` (a text file for text) the request names, when an argument is just its own
+        `<resource>-ref`: small models write "the output of this task" to mean "the user's input"."""
+        if "own-file" not in self.repairs or modality is None or _only_reference(value) != ref:
+            return None
+        named = self._named_files(modality)
+        return named.pop() if len(named) == 1 else None
 
     def _index(self, task_id: int) -> int:
         return next(i for i, t in enumerate(self.tasks) if t.id == task_id)
