@@ -296,3 +296,12 @@ async def test_a_json_planner_is_unchanged_on_a_backend_without_grammars():
     plan = await Planner(llm, TABLE).plan("Summarise x.")
     assert [t.task for t in plan.tasks] == ["summarization"]
     assert llm.calls[0][1] is not None and llm.grammars == [None]
+
+
+def test_a_syntax_that_binds_no_files_gives_every_request_the_same_constraint():
+    json_planner = Planner(ScriptedLLM(), TABLE)
+    assert json_planner.constraint("Describe a.jpg") is json_planner.constraint("Describe b.png")
+    assert json_planner.constraint("x", repair=True) is not json_planner.constraint("x")
+    code = Planner(ScriptedLLM(accepts_grammar=True), TABLE, syntax="code")
+    assert '"\\"a.jpg\\""' in code.constraint("Describe a.jpg")["grammar"]
+    assert "media0" in code.constraint()["grammar"]  # no conversation given: any file name

@@ -79,14 +79,19 @@ class Planner:
         }
         self.syntax = syntax_for(syntax, llm, table, typed=typed, steps=steps, deps=deps, ordered=ordered)
         self._writes_deps = deps and self.syntax.name == "json"  # code names its inputs by variable instead
+        # Where the syntax binds no files, one constraint (and one for repairs) serves every request.
+        self._unbound = {
+            repair: self.syntax.constraint(table, max_tasks, at_least_one=repair) for repair in (False, True)
+        }
 
     def constraint(self, mentioned: str | None = None, *, repair: bool = False) -> dict[str, Any]:
         """The constraint (`json_schema` or `grammar`, as `LLM.complete` takes it) of a plan for a conversation
         that reads `mentioned` (history and request; None: any). Where the syntax can (code), an image, audio or
         video argument names only the files and URLs the conversation names, or an earlier task's output. A repair
         (`repair`) fixes the plan it is shown: it may not give up and answer with no tasks at all."""
-        files = named_media(mentioned) if mentioned is not None else None
-        return self.syntax.constraint(self.table, self.max_tasks, at_least_one=repair, files=files)
+        if mentioned is None or not self.syntax.binds_files:
+            return self._unbound[repair]
+        return self.syntax.constraint(self.table, self.max_tasks, at_least_one=repair, files=named_media(mentioned))
 
     @classmethod
     def from_settings(

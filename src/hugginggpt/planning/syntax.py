@@ -50,6 +50,7 @@ class PlanSyntax(Protocol):
     """One way for the LLM to write a plan: how demos are shown, the decoding constraint, how a reply reads back."""
 
     name: str
+    binds_files: bool  # whether `constraint` binds media arguments to the `files` it is given
 
     def show(self, tasks: list[dict[str, Any]]) -> str:
         """Raw tasks (`step` first where there is one) as the model must write them."""
@@ -83,6 +84,7 @@ class JsonSyntax:
     """`{"tasks": [...]}` under the ordered, typed JSON schema (`schema.plan_schema`)."""
 
     name = "json"
+    binds_files = False
 
     def __init__(self, *, typed: bool = True, steps: bool = True, deps: bool = True, ordered: bool = True) -> None:
         self.options = {"typed": typed, "steps": steps, "deps": deps, "ordered": ordered}
@@ -126,6 +128,7 @@ class CodeSyntax:
     k < i only, and each type takes exactly its own keys, its inputs first and required."""
 
     name = "code"
+    binds_files = True
 
     def __init__(self, table: TaskTable, *, steps: bool = True) -> None:
         self.steps = steps
