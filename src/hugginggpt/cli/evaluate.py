@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 import typer
 
 from ..errors import HuggingGPTError
-from ..planning.rules import REPAIRS
+from ..planning.rules import REPAIRS, check_repairs
 from . import render
 from .base import eval_app, fail, settings_of
 from .render import err, out
@@ -61,9 +61,10 @@ def eval_taskbench(
     from ..planning import Planner
 
     settings = settings_of(ctx)
-    unknown = sorted(set(without or ()) - set(REPAIRS))
-    if unknown:
-        raise fail(f"unknown plan repair {', '.join(unknown)}; known: {', '.join(REPAIRS)}")
+    try:
+        check_repairs(without or ())
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     repairs = [name for name in REPAIRS if name not in (without or ())]
     try:
         llm = llm_from_settings(settings)

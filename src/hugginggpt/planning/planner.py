@@ -20,7 +20,7 @@ from .demos import DemoBank, fit_demos, load_bank
 from .history import trim_history
 from .matching import TypeMatcher
 from .references import media_kind, named_files, named_media
-from .rules import MAX_TASKS, REPAIRS, PlanBuilder, parse_plan, salvage_plan
+from .rules import MAX_TASKS, REPAIRS, PlanBuilder, check_repairs, parse_plan, salvage_plan
 from .syntax import syntax_for
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class Planner:
         self.bank = bank.fit(table, matcher) if bank is not None else None
         self.fallback = fallback
         self.repairs = tuple(repairs)
-        PlanBuilder(table, repairs=self.repairs)  # an unknown repair's name fails here, not at the first plan
+        check_repairs(self.repairs)  # an unknown repair's name fails here, not at the first plan
         self.retrieve = retrieve
         self.steps = steps
         shown = [*self.demos, *(self.bank.demos if self.bank is not None else [])]

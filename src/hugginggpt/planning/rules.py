@@ -42,6 +42,13 @@ REPAIRS = {
 }
 
 
+def check_repairs(names: Collection[str]) -> None:
+    """ValueError naming the repairs in `names` that `REPAIRS` does not have."""
+    unknown = sorted(set(names) - set(REPAIRS))
+    if unknown:
+        raise ValueError(f"unknown plan repair {', '.join(unknown)}; known: {', '.join(REPAIRS)}")
+
+
 def _reads_only(task_type: TaskType, modality: str) -> bool:
     return [arg_modality(k) for k in task_type.inputs] == [modality]
 
@@ -67,9 +74,7 @@ class PlanBuilder:
         exists: Callable[[str], bool] | None = None,
         repairs: Collection[str] = tuple(REPAIRS),
     ) -> None:
-        unknown = set(repairs) - set(REPAIRS)
-        if unknown:
-            raise ValueError(f"unknown plan repairs {sorted(unknown)}; known: {', '.join(REPAIRS)}")
+        check_repairs(repairs)
         self.repairs = frozenset(repairs)
         self.table = table
         self.exists = exists  # whether a named input file is there (None: no input folders to look in)
@@ -78,7 +83,7 @@ class PlanBuilder:
         self.given = mentioned  # the request and history as written (file names keep their case)
         self.mentioned = mentioned.lower()
         self.tasks: list[Task] = []
-        self._ids: dict[int, list[int]] = {}  # the LLM's id -> the ids it became ([] when left out)
+        self._ids: dict[int, list[int]] = {}  # the LLM's id -> the ids it became (or the earlier ones it repeats)
 
     def plan(self) -> Plan:
         return Plan(tasks=list(self.tasks))
