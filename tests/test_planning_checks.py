@@ -425,6 +425,39 @@ async def test_when_a_plan_and_its_repair_fail_one_task_on_the_inputs_comes_out(
     assert not _valid(fallback, {"tasks": [_step(t("summarization", 0, {"text": "photo.jpg"}))]})
 
 
+async def test_when_the_single_task_fails_too_its_type_runs_on_the_requests_own_inputs():
+    made_up = json.dumps({"tasks": [t("automatic-speech-recognition", 0, {"audio": "speech.wav"})]})
+    llm = ScriptedLLM("not a plan", "still not a plan", made_up)
+    plan = await Planner(llm, TABLE, demos=DEMOS).plan("What is said in talk.wav and memo.mp3?")
+    assert [(x.task, x.args) for x in plan.tasks] == [
+        ("automatic-speech-recognition", {"audio": "talk.wav"}),
+        ("automatic-speech-recognition", {"audio": "memo.mp3"}),
+    ]
+    assert len(llm.calls) == 3  # no call more: the type comes from the single task's reply
+    # a text input: the one text document named, else the request's own words
+    in_text = json.dumps({"tasks": [t("summarization", 0, {"text": "talk.wav"})]})
+    llm = ScriptedLLM("not a plan", "still not a plan", in_text)
+    plan = await Planner(llm, TABLE, demos=DEMOS).plan("Sum up notes.txt for me")
+    assert [(x.task, x.args) for x in plan.tasks] == [("summarization", {"text": "notes.txt"})]
+    llm = ScriptedLLM(
+        "not a plan", "still not a plan", json.dumps({"tasks": [t("summarization", 0, {"text": "memo.mp3"})]})
+    )
+    plan = await Planner(llm, TABLE, demos=DEMOS).plan("Sum up:   the  meeting moved to Friday.")
+    assert [(x.task, x.args["text"], x.step) for x in plan.tasks] == [
+        ("summarization", "Sum up: the meeting moved to Friday.", "Sum up: the meeting moved to Friday.")
+    ]
+
+
+async def test_the_last_resort_needs_a_file_of_the_kind_the_type_reads():
+    made_up = json.dumps({"tasks": [t("image-to-text", 0, {"image": "cat.jpg"})]})
+    llm = ScriptedLLM("not a plan", "still not a plan", made_up)
+    with pytest.raises(PlanError, match="nor that task on the request's own inputs: image-to-text needs an image file"):
+        await Planner(llm, TABLE, demos=DEMOS).plan("Describe a cat for me.")
+    llm = ScriptedLLM("not a plan", "still not a plan", json.dumps({"tasks": [t("no-such-task", 0, {})]}))
+    with pytest.raises(PlanError, match="names no task type to keep"):
+        await Planner(llm, TABLE, demos=DEMOS).plan("Describe a cat for me.")
+
+
 def test_the_fallback_takes_a_task_type_that_needs_no_file_when_the_request_names_none():
     planner = Planner(ScriptedLLM(), TABLE, demos=DEMOS)
     anything = planner.fallback_constraint("Tell me a joke about owls, then read it aloud.")["json_schema"]

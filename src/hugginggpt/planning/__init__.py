@@ -10,7 +10,16 @@ from .demos import DemoBank, fit_demo, fit_demos, load_bank
 from .history import estimate_tokens, trim_history
 from .planner import Planner, plan_to_json
 from .references import MEDIA_PATTERN, file_kind, media_kind, normalize_placeholders
-from .rules import MAX_ARG_CHARS, MAX_TASKS, PlanBuilder, parse_plan, raw_tasks, salvage_plan, validate_plan
+from .rules import (
+    MAX_ARG_CHARS,
+    MAX_TASKS,
+    PlanBuilder,
+    parse_plan,
+    raw_tasks,
+    request_plan,
+    salvage_plan,
+    validate_plan,
+)
 from .schema import plan_schema
 
 # `references` the function is not re-exported: `hugginggpt.planning.references` stays the module.
@@ -32,6 +41,7 @@ __all__ = [
     "plan_schema",
     "plan_to_json",
     "raw_tasks",
+    "request_plan",
     "salvage_plan",
     "trim_history",
     "validate_plan",

@@ -20,7 +20,7 @@ from .demos import DemoBank, fit_demos, load_bank
 from .history import trim_history
 from .matching import TypeMatcher
 from .references import media_kind, named_files, named_media
-from .rules import MAX_TASKS, REPAIRS, PlanBuilder, check_repairs, parse_plan, salvage_plan
+from .rules import MAX_TASKS, REPAIRS, PlanBuilder, check_repairs, parse_plan, request_plan, salvage_plan
 from .syntax import syntax_for
 
 if TYPE_CHECKING:
@@ -35,7 +35,9 @@ class Planner:
     Demos are fitted to the table: a demo using a task type the table lacks is left out, and parameters the table's
     task types do not take are dropped. `typed=True` constrains each task's args to its own keys (`plan_schema`).
     A plan that fails validation gets one repair request; if that fails too, `salvage=True` keeps the valid tasks
-    of the replies (`salvage_plan`) rather than failing the whole request.
+    of the replies (`salvage_plan`) rather than failing the whole request. With nothing valid to keep,
+    `fallback=True` asks for one task of a type that fits the request's files (`fallback_constraint`), and if that
+    task's arguments fail too, runs its type on the request's own inputs (`request_plan`).
     """
 
     def __init__(
@@ -260,6 +262,7 @@ class Planner:
             return fixed
         last = ""
         if self.fallback:
+            single = None
             try:
                 constraint = self.fallback_constraint(mentioned)
                 single = await llm.complete(messages, **constraint, max_tokens=512)
@@ -268,6 +271,13 @@ class Planner:
                 return parse_plan(single.text, self.table, self.max_tasks, adapt=adapt, read=read, **context)
             except (LLMError, PlanError) as exc:
                 last = f"; nor a single task: {exc}"
+            if single is not None and single.finish_reason != "length":
+                try:  # its task type, on the request's own inputs
+                    return request_plan(
+                        single.text, request, self.table, self.max_tasks, adapt=adapt, read=read, **context
+                    )
+                except PlanError as exc:
+                    last += f"; nor that task on the request's own inputs: {exc}"
         raise PlanError(f"{error} (and the repair attempt failed: {second}{last})") from None
 
 

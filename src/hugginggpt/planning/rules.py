@@ -470,3 +470,41 @@ def salvage_plan(
         except PlanError as exc:
             dropped.append(str(exc))
     return Plan(tasks=builder.plan().tasks, dropped=dropped)
+
+
+def request_plan(
+    text: str,
+    request: str,
+    table: TaskTable,
+    max_tasks: int = MAX_TASKS,
+    *,
+    adapt: Callable[[Any], Any] | None = None,
+    read: Callable[[str], Any] | None = None,
+    **context: Any,
+) -> Plan:
+    """The last resort of a plan that must come out: the task type of a single-task reply whose arguments failed
+    the checks, run on the conversation's own inputs instead of the ones the reply wrote. Each image, audio or
+    video input gets the files of that kind the conversation (`mentioned`, else `request`) names (several: one
+    task each); a text input gets the one text document it names, else the request's own words. PlanError when the
+    reply names no task type of the table, or a file of a kind the type needs is not named. `adapt`, `read` as in
+    `parse_plan`."""
+    value = read_json(text) if read is None else read(text)
+    items = raw_tasks(value if adapt is None else adapt(value))
+    first = items[0] if items else None
+    name = first.get("task") if isinstance(first, dict) else None
+    task_type = table.resolve(name) if isinstance(name, str) else None
+    if task_type is None:
+        raise PlanError("the reply names no task type to keep")
+    named = named_files(context.get("mentioned") or request)
+    args: dict[str, str] = {}
+    for key in task_type.inputs:
+        modality = arg_modality(key) or "text"
+        files = [file for file, kind in named.items() if kind == modality]
+        if modality == "text":
+            args[key] = files[0] if len(files) == 1 else " ".join(request.split())[: MAX_ARG_CHARS * 10]
+        elif files:
+            args[key] = ", ".join(files)
+        else:
+            raise PlanError(f"{task_type.name} needs {_a(modality)} file, and the request names none")
+    task = {"step": request, "task": task_type.name, "id": 0, "dep": [], "args": args}
+    return validate_plan([task], table, max_tasks, **context)
