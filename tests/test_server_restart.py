@@ -113,6 +113,9 @@ def test_a_server_killed_mid_run_restarts_with_everything_but_those_runs(tmp_pat
                 assert other.get(f"/v1/runs/{run_id}").status_code == 404
                 replay = sse_events(owner.get(f"/v1/runs/{run_id}/events").text.splitlines())
                 assert replay[-1][0] == "run.end" and replay[-1][1]["status"] == "interrupted"
+                # a client resuming past the events kept (it saw more before the kill) still gets the end
+                resumed = owner.get(f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": "40"}).text
+                assert [kind for kind, _ in sse_events(resumed.splitlines())] == ["run.end"]
             # key A's conversation: both requests, both replies, both runs, both files with their bytes
             view = a.get(f"/v1/conversations/{conversation}").json()
             assert [m["role"] for m in view["messages"]] == ["user", "assistant"] * 2

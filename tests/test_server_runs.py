@@ -141,17 +141,22 @@ def test_closing_an_sdk_stream_cancels_the_run(server):
 def test_a_follower_sees_every_event_and_a_finished_run_replays(server):
     client, response, lines, run_id = _start_blocked_run(server)
     try:
-        seen = []
+        seen, past = [], []
 
-        def follow():
-            with httpx.stream("GET", f"{server.url}/v1/runs/{run_id}/events", timeout=30) as events:
-                seen.extend(sse_events(events.iter_lines()))
+        def follow(into, headers=None):
+            with httpx.stream("GET", f"{server.url}/v1/runs/{run_id}/events", headers=headers, timeout=30) as events:
+                into.extend(sse_events(events.iter_lines()))
 
-        follower = threading.Thread(target=follow)
+        follower = threading.Thread(target=follow, args=(seen,))
         follower.start()
+        # one that resumes past every event the run will have still gets its end
+        beyond = threading.Thread(target=follow, args=(past, {"Last-Event-ID": "999"}))
+        beyond.start()
         server.gate.opened.set()
         owner_events = sse_events(lines)
         follower.join(20)
+        beyond.join(20)
+        assert [kind for kind, _ in past] == ["run.end"]
         assert [kind for kind, _ in seen][:3] == ["run.start", "plan.task", "selection"]
         assert seen[-1][0] == "run.end"
         assert seen[-len(owner_events) :] == owner_events
@@ -160,6 +165,8 @@ def test_a_follower_sees_every_event_and_a_finished_run_replays(server):
         assert sse_events(replay.text.splitlines()) == seen
         resumed = httpx.get(f"{server.url}/v1/runs/{run_id}/events", headers={"Last-Event-ID": "2"}, timeout=30)
         assert sse_events(resumed.text.splitlines()) == seen[3:]
+        resumed = httpx.get(f"{server.url}/v1/runs/{run_id}/events", headers={"Last-Event-ID": "999"}, timeout=30)
+        assert sse_events(resumed.text.splitlines()) == seen[-1:]
     finally:
         response.close()
         client.close()

@@ -304,14 +304,26 @@ async def cancel_run(run_id: str, svc: ServicesDep, who: PrincipalDep) -> dict:
 
 async def _events(run: Run, *, after: int = -1, owner: bool = False) -> AsyncIterator[ServerSentEvent]:
     try:
+        ended = False
         async for event in run.follow(after):
+            ended = event["type"] == "run.end"
             yield sse_frame(event["data"], event=event["type"], event_id=event["seq"])
+        if not ended and (end := _end(run.events)) is not None:
+            yield sse_frame(end["data"], event=end["type"], event_id=end["seq"])
     finally:
         if owner and not run.finished.is_set():
             run.cancel()
 
 
 async def _replay(events: list[dict[str, Any]], after: int) -> AsyncIterator[ServerSentEvent]:
-    for event in events:
-        if event["seq"] > after:
-            yield sse_frame(event["data"], event=event["type"], event_id=event["seq"])
+    shown = [event for event in events if event["seq"] > after]
+    if not shown and (end := _end(events)) is not None:
+        shown = [end]
+    for event in shown:
+        yield sse_frame(event["data"], event=event["type"], event_id=event["seq"])
+
+
+def _end(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The run's `run.end`, which every stream of a finished run ends with: a client resuming past the events
+    kept (an interrupted run keeps only its start and end) still learns how the run ended."""
+    return events[-1] if events and events[-1]["type"] == "run.end" else None
