@@ -239,6 +239,8 @@ def test_a_full_disk_fails_what_writes_there_and_loses_nothing(tmp_path, small_d
             f"{server.url}/v1/files", files={"file": ("b.txt", b"lost " * 5000)}, data={"conversation_id": conversation}
         )
         assert refused.status_code == 507 and refused.json()["error"]["code"] == "disk_full"
+        uploads = small_disk / "files" / conversation / "uploads"
+        assert sorted(p.name for p in uploads.iterdir()) == ["a.txt"]  # the refused upload's part is not kept
         gate.opened.set()
         thread.join(30)
         [blocked] = waiting  # answered in full from memory, though the disk was full when it ended

@@ -69,7 +69,8 @@ class Spaces:
         return [self.uploads(conversation_id), self.folder(conversation_id)]
 
     def save_upload(self, conversation_id: str, filename: str, source: BinaryIO) -> Path:
-        """Copy an upload into the conversation's uploads under a safe, unused name."""
+        """Copy an upload into the conversation's uploads under a safe, unused name. A copy that fails (a full
+        disk) leaves no part behind."""
         folder = self.uploads(conversation_id)
         folder.mkdir(parents=True, exist_ok=True)
         name = safe_filename(filename)
@@ -79,11 +80,16 @@ class Spaces:
         for attempt in range(1, 1000):
             candidate = name if attempt == 1 else f"{stem}-{attempt}{dot}{suffix}"
             try:
-                with (folder / candidate).open("xb") as target:
-                    shutil.copyfileobj(source, target)
-                return folder / candidate
+                target = (folder / candidate).open("xb")
             except FileExistsError:
                 continue
+            try:
+                with target:
+                    shutil.copyfileobj(source, target)
+            except BaseException:
+                (folder / candidate).unlink(missing_ok=True)
+                raise
+            return folder / candidate
         raise FileExistsError(f"too many uploads named {name}")
 
     def locate(self, conversation_id: str, name: str) -> Path | None:
