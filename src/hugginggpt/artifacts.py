@@ -81,9 +81,7 @@ class LocalArtifacts:
 
     def new_path(self, task_id: int, task: str, suffix: str) -> Path:
         """E.g. outputs/<request>/0-object-detection-1a2b3c.png."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        suffix = suffix if suffix.startswith(".") else f".{suffix}"
-        return self.root / f"{task_id}-{slug(task)}-{uuid.uuid4().hex[:6]}{suffix}"
+        return self._fresh(f"{task_id}-{task}", suffix if suffix.startswith(".") else f".{suffix}")
 
     def put(self, source: bytes | Path, modality: Modality, media_type: str | None = None) -> Artifact:
         if isinstance(source, bytes):
