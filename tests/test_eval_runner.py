@@ -38,8 +38,8 @@ PLANS = {
         {"task": "automatic-speech-recognition", "id": 0, "dep": [], "args": {"audio": "talk.wav"}},
         {"task": "summarization", "id": 1, "dep": [0], "args": {"text": "<resource>-0"}},
     ],
-    # an image where a text is needed: invalid, and the repair reply is invalid too
-    "Draw a red fox.": [{"task": "text-to-image", "id": 0, "dep": [], "args": {"image": "fox.png"}}],
+    # a task type the tool list lacks: invalid, and so are the repair and the single task (the same reply)
+    "Draw a red fox.": [{"task": "fox-drawing", "id": 0, "dep": [], "args": {"text": "a red fox"}}],
 }
 
 
@@ -68,7 +68,8 @@ async def test_run_scores_parsed_and_unparsable_plans(data):
     assert [t.task for t in predictions[0].plan] == ["automatic-speech-recognition", "summarization"]
     assert predictions[0].llm_calls == 1
     assert predictions[1].plan is None
-    assert "unknown argument 'image'" in predictions[1].error
+    assert "unknown task type 'fox-drawing'" in predictions[1].error
+    assert "nor that task on the request's own inputs" in predictions[1].error
     assert predictions[1].llm_calls == 3  # the plan, the one repair request, then the single-task fallback
     overall = report.variants["taskbench"]["overall"]
     assert (overall.samples, overall.parsed, overall.parse_rate) == (2, 1, 50.0)

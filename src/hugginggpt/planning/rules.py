@@ -439,10 +439,13 @@ def parse_plan(
     """Parse LLM text into a validated plan (see `validate_plan`). `adapt`, when given, turns the reply's JSON into
     ours first (the TaskBench evaluation reads TaskBench's `<node-N>` and `task_nodes` with it). `read` turns the
     text into JSON (the plan syntax's reader; PlanError when it cannot): by default, the first JSON in it."""
+    return validate_plan(_read(text, adapt, read), table, max_tasks, **context)
+
+
+def _read(text: str, adapt: Callable[[Any], Any] | None, read: Callable[[str], Any] | None) -> Any:
+    """A reply's plan as JSON in our format (see `parse_plan`); PlanError when it cannot be read."""
     value = read_json(text) if read is None else read(text)
-    if adapt is not None:
-        value = adapt(value)
-    return validate_plan(value, table, max_tasks, **context)
+    return value if adapt is None else adapt(value)
 
 
 def salvage_plan(
@@ -458,8 +461,7 @@ def salvage_plan(
     out, and `dropped` says why. An empty plan when nothing in the reply is usable. `adapt`, `read` as in
     `parse_plan`."""
     try:
-        value = read_json(text) if read is None else read(text)
-        items = raw_tasks(value if adapt is None else adapt(value))
+        items = raw_tasks(_read(text, adapt, read))
     except PlanError:
         return Plan()
     builder = PlanBuilder(table, max_tasks, **context)
@@ -488,8 +490,7 @@ def request_plan(
     task each); a text input gets the one text document it names, else the request's own words. PlanError when the
     reply names no task type of the table, or a file of a kind the type needs is not named. `adapt`, `read` as in
     `parse_plan`."""
-    value = read_json(text) if read is None else read(text)
-    items = raw_tasks(value if adapt is None else adapt(value))
+    items = raw_tasks(_read(text, adapt, read))
     first = items[0] if items else None
     name = first.get("task") if isinstance(first, dict) else None
     task_type = table.resolve(name) if isinstance(name, str) else None
