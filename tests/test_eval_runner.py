@@ -296,4 +296,6 @@ def test_cli_leaves_out_the_plan_repairs_it_is_told_to_and_refuses_unknown_ones(
     result = CliRunner().invoke(app, [*base, "--without", "repeats", "--without", "pass-through"])
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(app, [*base, "--without", "everything"])
-    assert result.exit_code == 1 and "unknown plan repair everything; known: repeats" in result.output
+    assert result.exit_code == 1 and "nothing to leave out named everything; known: ordered" in result.output
+    result = CliRunner().invoke(app, [*base, "--without", "ordered", "--without", "last-resort"])
+    assert result.exit_code == 0, result.output

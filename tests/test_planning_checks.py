@@ -8,6 +8,7 @@ import re
 import pytest
 from jsonschema import Draft202012Validator
 
+from hugginggpt.config import Settings
 from hugginggpt.errors import PlanError
 from hugginggpt.llm.protocol import Message
 from hugginggpt.llm.scripted import ScriptedLLM
@@ -456,6 +457,38 @@ async def test_the_last_resort_needs_a_file_of_the_kind_the_type_reads():
     llm = ScriptedLLM("not a plan", "still not a plan", json.dumps({"tasks": [t("no-such-task", 0, {})]}))
     with pytest.raises(PlanError, match="names no task type to keep"):
         await Planner(llm, TABLE, demos=DEMOS).plan("Describe a cat for me.")
+
+
+async def test_an_evaluation_can_leave_each_technique_out():
+    made_up = json.dumps({"tasks": [t("automatic-speech-recognition", 0, {"audio": "speech.wav"})]})
+
+    def planner(*without):
+        llm = ScriptedLLM("not a plan", "still not a plan", made_up)
+        return llm, Planner.from_settings(llm, TABLE, Settings(), without=without)
+
+    llm, full = planner()
+    assert len((await full.plan("What is said in talk.wav?")).tasks) == 1 and len(llm.calls) == 3
+    llm, no_last = planner("last-resort")
+    with pytest.raises(PlanError, match="nor a single task"):
+        await no_last.plan("What is said in talk.wav?")
+    llm, no_fallback = planner("fallback")
+    with pytest.raises(PlanError):
+        await no_fallback.plan("What is said in talk.wav?")
+    assert len(llm.calls) == 2
+    assert (
+        "$defs" in full.constraint()["json_schema"] and "$defs" not in planner("ordered")[1].constraint()["json_schema"]
+    )
+    assert planner("repeats")[1].repairs == ("pass-through", "own-file")
+    with pytest.raises(ValueError, match="nothing to leave out named guess; known: ordered, retargeted-demos"):
+        planner("guess")
+
+
+def test_without_retargeted_demos_a_foreign_table_keeps_only_the_demos_it_names():
+    foreign = TaskTable([TaskType(name="text-translator", description="translates a given text into another language", inputs=["text"], outputs=["text"])])  # fmt: skip
+    matched = Planner.from_settings(ScriptedLLM(), foreign, Settings())
+    plain = Planner.from_settings(ScriptedLLM(), foreign, Settings(), without=["retargeted-demos"])
+    assert any(t["task"] == "text-translator" for d in matched.demos for t in d["tasks"])
+    assert all(not d["tasks"] for d in plain.demos)
 
 
 def test_the_fallback_takes_a_task_type_that_needs_no_file_when_the_request_names_none():

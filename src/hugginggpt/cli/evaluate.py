@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 import typer
 
 from ..errors import HuggingGPTError
-from ..planning.rules import REPAIRS, check_repairs
+from ..planning.planner import TECHNIQUES, check_without
+from ..planning.rules import REPAIRS
 from . import render
 from .base import eval_app, fail, settings_of
 from .render import err, out
@@ -38,8 +39,8 @@ def eval_taskbench(
     without: Annotated[
         list[str] | None,
         typer.Option(
-            help="leave this plan repair out of our planner, to measure what it does (repeatable): "
-            + "; ".join(f"{name}: {what}" for name, what in REPAIRS.items())
+            help="leave this technique or plan repair out of our planner, to measure what it does (repeatable): "
+            + "; ".join(f"{name}: {what}" for name, what in (TECHNIQUES | REPAIRS).items())
         ),
     ] = None,
     llm_cache: Annotated[
@@ -62,16 +63,15 @@ def eval_taskbench(
 
     settings = settings_of(ctx)
     try:
-        check_repairs(without or ())
+        check_without(without or ())
     except ValueError as exc:
         raise fail(str(exc)) from None
-    repairs = [name for name in REPAIRS if name not in (without or ())]
     try:
         llm = llm_from_settings(settings)
         if llm_cache is not None:
             llm = CachedLLM(llm, llm_cache)
         factories = {
-            "ours": lambda tb: Planner.from_settings(llm, tb.table, settings, repairs=repairs),
+            "ours": lambda tb: Planner.from_settings(llm, tb.table, settings, without=without or ()),
             "plain": lambda tb: PlainPlanner(llm, tb.table),
         }
         names = PLANNERS if planner == "both" else (planner,)

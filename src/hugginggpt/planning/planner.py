@@ -27,6 +27,24 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 
+# Planner techniques an evaluation can leave out (`Planner.from_settings(without=...)`), besides the repairs of
+# `rules.REPAIRS`.
+TECHNIQUES = {
+    "ordered": "the plan's schema or grammar knows each task's place: task i can name only tasks before it",
+    "retargeted-demos": "a demo's task types are matched to the table's types doing the same job",
+    "fallback": "when a plan and its repair fail, one task of a type that fits the request's files",
+    "last-resort": "when that task's arguments fail too, its type on the request's own inputs",
+}
+
+
+def check_without(names: Collection[str]) -> None:
+    """ValueError naming what in `names` is neither a technique (`TECHNIQUES`) nor a repair (`REPAIRS`)."""
+    unknown = sorted(set(names) - set(TECHNIQUES) - set(REPAIRS))
+    if unknown:
+        known = ", ".join([*TECHNIQUES, *REPAIRS])
+        raise ValueError(f"nothing to leave out named {', '.join(unknown)}; known: {known}")
+
+
 class Planner:
     """Stage 1. The system prompt and the fixed demos come first and never change within a process, so backends that
     cache the prompt prefix (llama.cpp) only process what follows: demos retrieved from `bank` for this request (the
@@ -58,6 +76,7 @@ class Planner:
         ordered: bool = True,
         matcher: TypeMatcher | None = None,
         fallback: bool = True,
+        last_resort: bool = True,
         syntax: str = "json",
         repairs: Collection[str] = tuple(REPAIRS),
     ) -> None:
@@ -71,6 +90,7 @@ class Planner:
         self.demos = fit_demos(all_demos, table, matcher)
         self.bank = bank.fit(table, matcher) if bank is not None else None
         self.fallback = fallback
+        self.last_resort = last_resort
         self.repairs = tuple(repairs)
         check_repairs(self.repairs)  # an unknown repair's name fails here, not at the first plan
         self.retrieve = retrieve
@@ -96,16 +116,17 @@ class Planner:
         return self.syntax.constraint(self.table, self.max_tasks, at_least_one=repair, files=named_media(mentioned))
 
     @classmethod
-    def from_settings(
-        cls, llm: LLM, table: TaskTable, settings: Settings, *, repairs: Collection[str] = tuple(REPAIRS)
-    ) -> Planner:
+    def from_settings(cls, llm: LLM, table: TaskTable, settings: Settings, *, without: Collection[str] = ()) -> Planner:
         """The planner the settings ask for: their history budget, and `plan_retrieved_demos` demos retrieved
-        from the shipped bank (`prompts/demo_bank.json`, by word overlap) on top of the fixed ones. `repairs`:
-        the plan repairs to make (`rules.REPAIRS`; an evaluation leaves some out to measure them)."""
+        from the shipped bank (`prompts/demo_bank.json`, by word overlap) on top of the fixed ones. `without`:
+        techniques (`TECHNIQUES`) and repairs (`rules.REPAIRS`) to leave out, to measure what each does."""
+        check_without(without)
         retrieve = settings.plan_retrieved_demos
         bank = DemoBank(load_bank()) if retrieve else None
-        embedder = SentenceEmbedder(threads=settings.expert_threads)
-        matcher = TypeMatcher(DEFAULT_TASK_TYPES, table, embedder) if embedder.available else None
+        matcher = None
+        if "retargeted-demos" not in without:
+            embedder = SentenceEmbedder(threads=settings.expert_threads)
+            matcher = TypeMatcher(DEFAULT_TASK_TYPES, table, embedder) if embedder.available else None
         return cls(
             llm,
             table,
@@ -114,7 +135,10 @@ class Planner:
             retrieve=retrieve,
             matcher=matcher,
             syntax=settings.plan_syntax,
-            repairs=repairs,
+            ordered="ordered" not in without,
+            fallback="fallback" not in without,
+            last_resort="last-resort" not in without,
+            repairs=[name for name in REPAIRS if name not in without],
         )
 
     def fallback_constraint(self, mentioned: str) -> dict[str, Any]:
@@ -271,7 +295,7 @@ class Planner:
                 return parse_plan(single.text, self.table, self.max_tasks, adapt=adapt, read=read, **context)
             except (LLMError, PlanError) as exc:
                 last = f"; nor a single task: {exc}"
-            if single is not None and single.finish_reason != "length":
+            if self.last_resort and single is not None and single.finish_reason != "length":
                 try:  # its task type, on the request's own inputs
                     return request_plan(
                         single.text, request, self.table, self.max_tasks, adapt=adapt, read=read, **context
