@@ -177,9 +177,28 @@ def test_each_repair_can_be_left_out_to_measure_it():
     assert validate_plan(through, TABLE, mentioned="a.jpg").tasks[1].args["image"] == "a.jpg"
     with pytest.raises(PlanError, match="needs image from <resource>-0"):
         validate_plan(through, TABLE, mentioned="a.jpg", repairs=["repeats"])
-    assert set(REPAIRS) == {"repeats", "pass-through", "own-file"}
+    assert set(REPAIRS) == {"repeats", "pass-through", "own-file", "named-document"}
     with pytest.raises(ValueError, match="unknown plan repair guess; known"):
         Planner(ScriptedLLM(), TABLE, repairs=["guess"])
+
+
+def test_a_sentence_naming_a_text_document_as_the_one_text_input_means_that_document():
+    request = "Read my to-do list in todo.md aloud."
+    spoken = [t("text-to-speech", 0, {"text": "Please read my to-do list in todo.md aloud."})]
+    assert validate_plan(spoken, TABLE, mentioned=request).tasks[0].args == {"text": "todo.md"}
+    there = validate_plan(spoken, TABLE, mentioned=request, exists=lambda name: name == "todo.md")
+    assert there.tasks[0].args == {"text": "todo.md"}
+    # the document is not in the input folders (one to be written, say): the sentence stays
+    missing = validate_plan(spoken, TABLE, mentioned=request, exists=lambda name: False)
+    assert missing.tasks[0].args["text"].startswith("Please read")
+    assert validate_plan(spoken, TABLE, mentioned=request, repairs=["own-file"]).tasks[0].args["text"] != "todo.md"
+    # a question about the document is a question, and a sentence naming two documents is left as written
+    question = [t("question-answering", 0, {"text": "What is due in todo.md?", "text_2": "todo.md"})]
+    assert validate_plan(question, TABLE, mentioned="What is due in todo.md?").tasks[0].args["text"].startswith("What")
+    both = [t("summarization", 0, {"text": "Sum up a.txt and b.txt"})]
+    assert (
+        validate_plan(both, TABLE, mentioned="Sum up a.txt and b.txt").tasks[0].args["text"] == "Sum up a.txt and b.txt"
+    )
 
 
 def test_a_media_argument_naming_its_own_task_means_the_one_file_the_user_gave():
@@ -478,7 +497,7 @@ async def test_an_evaluation_can_leave_each_technique_out():
     assert (
         "$defs" in full.constraint()["json_schema"] and "$defs" not in planner("ordered")[1].constraint()["json_schema"]
     )
-    assert planner("repeats")[1].repairs == ("pass-through", "own-file")
+    assert planner("repeats")[1].repairs == ("pass-through", "own-file", "named-document")
     with pytest.raises(ValueError, match="nothing to leave out named guess; known: ordered, retargeted-demos"):
         planner("guess")
 

@@ -39,6 +39,8 @@ REPAIRS = {
     "repeats": "a task that repeats an earlier one on the same inputs is merged into it",
     "pass-through": "an input of a kind the task it names did not produce means that task's own input of that kind",
     "own-file": "a task that names its own output as an input means the one file of that kind the request names",
+    "named-document": "a task's one text input that is a sentence naming a text document the user gave means that "
+    "document",
 }
 
 
@@ -215,6 +217,8 @@ class PlanBuilder:
                     )
         elif len(value) > MAX_ARG_CHARS * 10:
             raise PlanError(f"{where}: argument {key!r} is too long")
+        elif modality == "text" and not refs and (document := self._document_in(value, key, task_type)) is not None:
+            return document
         elif (
             modality == "text"
             and not refs
@@ -284,6 +288,22 @@ class PlanBuilder:
         source = self.tasks[self._index(self._ids[ref][0])]
         files = [v for k, v in source.args.items() if arg_modality(k) == modality]
         return files[0] if len(files) == 1 and not references(files[0]) else None
+
+    def _document_in(self, value: str, key: str, task_type: TaskType) -> str | None:
+        """The text document the user gave that `value` names inside other words, when `key` is the task's one
+        text input: "read my notes.txt aloud" as the text to speak means the notes, not that sentence."""
+        if "named-document" not in self.repairs or [arg_modality(k) for k in task_type.inputs] != ["text"]:
+            return None
+        if key not in task_type.inputs:
+            return None
+        inside = [
+            name
+            for name in self._named_files("text")
+            if name.lower() in value.lower()
+            and value.strip().strip("'\"") != name
+            and (self.exists is None or self.exists(name))
+        ]
+        return inside[0] if len(inside) == 1 else None
 
     def _only_file(self, value: str, ref: int, modality: str | None) -> str | None:
         """The one file of `modality` (a text file for text) the request names, when an argument is just its own
