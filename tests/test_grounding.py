@@ -122,6 +122,17 @@ def test_a_colour_no_result_gives_is_kept_out_and_one_a_result_gives_passes():
     assert Grounds.of([], ["What colour is the bus? It looks greyish"]).colours == {"grey"}
 
 
+def test_a_month_or_weekday_no_result_gives_is_kept_out():
+    grounds = Grounds.of([], ["In sales.csv, which month had the most units sold?"])
+    removal = check("The month with the most units sold in sales.csv is January.", grounds)
+    assert removal is not None and "January" in removal.reason
+    said = Grounds.of([], ["The library reopens on june 1; open on saturdays.", "Monday (DATE)"])
+    assert said.calendar == {"June", "Saturday", "Monday"}
+    assert check("It reopens on June 1 and opens on Saturdays and Monday.", said) is None
+    assert check("May I add that it reopens soon?", Grounds()) is None  # "May" is not checked
+    assert check("The meeting is on Wednesday.", said).reason == "names Wednesday, which no result gives"
+
+
 def test_a_number_no_result_gives_is_kept_out_and_sums_the_code_made_pass():
     def detection(task_id, image, text, counts):
         result = TaskResult(task_id=task_id, task="object-detection", status="ok", model_id="m/det")

@@ -44,6 +44,12 @@ _COLOURS = re.compile(
     r"|golden|silver|maroon|navy)(?:d?ish)?\b",
     re.IGNORECASE,
 )
+# months and weekdays: an answer may name one only when a result, the request or the history does. Capitalised,
+# as English writes them; "May" is left out (the modal verb starts too many sentences).
+_CALENDAR = re.compile(
+    r"\b(January|February|March|April|June|July|August|September|October|November|December"
+    r"|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)s?\b"
+)
 # numbers: an answer may state one only when a result, the request or the history gives it (or the code's totals)
 _NUMBER = re.compile(r"(?<![\w.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w])|(?<![\w.,])\d+(?:\.\d+)?(?![\w])")
 _WORDS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -80,6 +86,7 @@ class Grounds(BaseModel):
     models: set[str] = Field(default_factory=set)
     produced: set[str] = Field(default_factory=set, description="media kinds of the run's artifacts")
     colours: set[str] = Field(default_factory=set, description="colour words the request, history or results say")
+    calendar: set[str] = Field(default_factory=set, description="month and weekday names the texts and results say")
     numbers: set[float] | None = Field(
         None, description="numbers the request, history, results and totals give (None: numbers are not checked)"
     )
@@ -100,6 +107,7 @@ class Grounds(BaseModel):
         for text in told:
             grounds.numbers.update(numbers_in(text))
             grounds.colours.update(colour_words(text))
+            grounds.calendar.update(calendar_words(text))
             grounds.files.update(_file_key(name) for name in file_names(text))
             grounds.models.update(m.lower() for m in _MODEL.findall(text))
         for value in inputs:
@@ -117,6 +125,11 @@ def numbers_in(text: str) -> set[float]:
 def colour_words(text: str) -> set[str]:
     """The colour words a text says, lower case (`grey` and `gray` as one)."""
     return {m.group(1).lower().replace("gray", "grey") for m in _COLOURS.finditer(text)}
+
+
+def calendar_words(text: str) -> set[str]:
+    """The month and weekday names a text says ("Mondays" as "Monday"); any case in a result or request counts."""
+    return {m.group(1) for m in _CALENDAR.finditer(re.sub(r"\b[a-z]", lambda c: c.group(0).upper(), text))}
 
 
 def _file_key(name: str) -> str:
@@ -192,6 +205,9 @@ def check(sentence: str, grounds: Grounds) -> Removal | None:
     unsaid = sorted(colour_words(sentence) - grounds.colours)
     if unsaid:
         return Removal(sentence=sentence, reason=f"states the colour {unsaid[0]!r}, which no result gives")
+    named = sorted({m.group(1) for m in _CALENDAR.finditer(sentence)} - grounds.calendar)
+    if named:
+        return Removal(sentence=sentence, reason=f"names {named[0]}, which no result gives")
     if grounds.numbers is not None:
         invented = sorted(numbers_in(_FILE.sub(" ", sentence)) - grounds.numbers - {0.0, 1.0})
         if invented:
