@@ -276,6 +276,20 @@ async def test_invalid_plan_gets_one_repair_request_with_the_error():
     assert Draft202012Validator(llm.calls[0][1]).is_valid(empty)
 
 
+async def test_an_empty_plan_for_a_request_that_asks_for_audio_goes_to_the_repair():
+    spoken = json.dumps({"tasks": [t("text-to-speech", 0, {"text": "Open from nine to five."})]})
+    llm = ScriptedLLM(json.dumps({"tasks": []}), spoken)
+    plan = await Planner(llm, TABLE).plan("Now read that text aloud.")
+    assert [x.task for x in plan.tasks] == ["text-to-speech"] and len(llm.calls) == 2
+    assert "asks for audio, but the plan has no task" in llm.calls[1][0][-1].content
+    # a greeting, or a request for no image, audio or video, keeps its empty plan with one call
+    for request in ("Hi! What can you do?", "Is 17 a prime number?"):
+        llm = ScriptedLLM(json.dumps({"tasks": []}))
+        assert (await Planner(llm, TABLE).plan(request)).tasks == [] and len(llm.calls) == 1
+    llm = ScriptedLLM(json.dumps({"tasks": []}))
+    assert (await Planner(llm, TABLE, asked_media=False).plan("Now read that text aloud.")).tasks == []
+
+
 async def test_failed_repair_and_fallback_raise_every_error():
     llm = ScriptedLLM("not json", "still not json", "nor the single-task fallback")
     with pytest.raises(PlanError, match="no JSON.*repair attempt failed: no JSON.*; nor a single task: no JSON"):

@@ -498,6 +498,7 @@ async def test_an_evaluation_can_leave_each_technique_out():
         "$defs" in full.constraint()["json_schema"] and "$defs" not in planner("ordered")[1].constraint()["json_schema"]
     )
     assert planner("repeats")[1].repairs == ("pass-through", "own-file", "named-document")
+    assert full.asked_media and not planner("asked-media")[1].asked_media
     with pytest.raises(ValueError, match="nothing to leave out named guess; known: ordered, retargeted-demos"):
         planner("guess")
 

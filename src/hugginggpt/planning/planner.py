@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..embedding import SentenceEmbedder
 from ..errors import LLMError, PlanError
+from ..grounding import requested_kinds
 from ..llm.protocol import LLM, Message
 from ..prompts import load_demos, render
 from ..tasks import DEFAULT_TASK_TYPES, TaskTable, TaskType
@@ -34,7 +35,11 @@ TECHNIQUES = {
     "retargeted-demos": "a demo's task types are matched to the table's types doing the same job",
     "fallback": "when a plan and its repair fail, one task of a type that fits the request's files",
     "last-resort": "when that task's arguments fail too, its type on the request's own inputs",
+    "asked-media": "an empty plan for a request that asks for an image, audio or video goes to the repair",
 }
+
+
+_MEDIA = frozenset({"image", "audio", "video"})
 
 
 def check_without(names: Collection[str]) -> None:
@@ -52,7 +57,8 @@ class Planner:
 
     Demos are fitted to the table: a demo using a task type the table lacks is left out, and parameters the table's
     task types do not take are dropped. `typed=True` constrains each task's args to its own keys (`plan_schema`).
-    A plan that fails validation gets one repair request; if that fails too, `salvage=True` keeps the valid tasks
+    A plan that fails validation, or an empty plan for a request that asks for an image, audio or video
+    (`asked_media`), gets one repair request; if that fails too, `salvage=True` keeps the valid tasks
     of the replies (`salvage_plan`) rather than failing the whole request. With nothing valid to keep,
     `fallback=True` asks for one task of a type that fits the request's files (`fallback_constraint`), and if that
     task's arguments fail too, runs its type on the request's own inputs (`request_plan`).
@@ -77,6 +83,7 @@ class Planner:
         matcher: TypeMatcher | None = None,
         fallback: bool = True,
         last_resort: bool = True,
+        asked_media: bool = True,
         syntax: str = "json",
         repairs: Collection[str] = tuple(REPAIRS),
     ) -> None:
@@ -91,6 +98,7 @@ class Planner:
         self.bank = bank.fit(table, matcher) if bank is not None else None
         self.fallback = fallback
         self.last_resort = last_resort
+        self.asked_media = asked_media
         self.repairs = tuple(repairs)
         check_repairs(self.repairs)  # an unknown repair's name fails here, not at the first plan
         self.retrieve = retrieve
@@ -138,6 +146,7 @@ class Planner:
             ordered="ordered" not in without,
             fallback="fallback" not in without,
             last_resort="last-resort" not in without,
+            asked_media="asked-media" not in without,
             repairs=[name for name in REPAIRS if name not in without],
         )
 
@@ -253,7 +262,11 @@ class Planner:
                 raise PlanError("the plan was cut off at the token limit")
             if on_task is not None:
                 on_delta(None)
-            return parse_plan(completion.text, self.table, self.max_tasks, adapt=adapt, read=read, **context)
+            plan = parse_plan(completion.text, self.table, self.max_tasks, adapt=adapt, read=read, **context)
+            if not plan.tasks and self.asked_media and (asked := requested_kinds(request) & _MEDIA):
+                kinds = " and ".join(sorted(asked))
+                raise PlanError(f"the request asks for {kinds}, but the plan has no task; plan the task that makes it")
+            return plan
         except PlanError as first:
             if not self.repair:
                 raise
