@@ -319,7 +319,7 @@ class Planner:
 
 
 def _media_inputs(task_type: TaskType) -> set[str]:
-    return {m for key in task_type.inputs if (m := arg_modality(key)) in ("image", "audio", "video")}
+    return {m for key in task_type.inputs if (m := arg_modality(key)) in _MEDIA}
 
 
 def plan_to_json(tasks: Iterable[Task]) -> list[dict[str, Any]]:

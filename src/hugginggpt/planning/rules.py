@@ -292,9 +292,7 @@ class PlanBuilder:
     def _document_in(self, value: str, key: str, task_type: TaskType) -> str | None:
         """The text document the user gave that `value` names inside other words, when `key` is the task's one
         text input: "read my notes.txt aloud" as the text to speak means the notes, not that sentence."""
-        if "named-document" not in self.repairs or [arg_modality(k) for k in task_type.inputs] != ["text"]:
-            return None
-        if key not in task_type.inputs:
+        if "named-document" not in self.repairs or not _reads_only(task_type, "text") or key not in task_type.inputs:
             return None
         inside = [
             name
