@@ -225,6 +225,50 @@ async def test_a_reply_that_gives_the_translation_gets_nothing_added():
     assert response.text == reply
 
 
+async def test_a_plan_of_one_translation_is_answered_with_it_without_asking_the_llm():
+    tasks = [Task(id=0, task="translation", args={"text": "Where is the station?", "tgt_lang": "German"})]
+    results = [
+        TaskResult(
+            task_id=0, task="translation", model_id="llm:q", status="ok", outputs={"text": " Wo ist der Bahnhof? "}
+        )
+    ]
+    llm, deltas = ScriptedLLM("unused"), []
+    response = await respond(
+        llm, "Translate 'Where is the station?' into German.", facts_of(tasks, results), on_delta=deltas.append
+    )
+    assert llm.calls == [] and not response.asked
+    assert response.text == "Translation: Wo ist der Bahnhof?" == "".join(deltas)
+
+
+async def test_a_direct_text_still_says_what_the_request_asked_for_and_did_not_get():
+    tasks = [Task(id=0, task="text-generation", args={"text": "a poem about the sea"})]
+    results = [TaskResult(task_id=0, task="text-generation", model_id="llm:q", status="ok", outputs={"text": "Waves."})]
+    llm = ScriptedLLM("unused")
+    response = await respond(llm, "Write a poem about the sea and draw a picture of it.", facts_of(tasks, results))
+    assert llm.calls == []
+    assert response.text.startswith("Written text: Waves.") and "No image was produced" in response.text
+
+
+@pytest.mark.parametrize(
+    "tasks, results",
+    [
+        (TRANSLATE_TASKS, TRANSLATE_RESULTS),  # two tasks: the answer says what came of both
+        (  # a task whose text is not the thing asked for
+            [Task(id=0, task="summarization", args={"text": "A long text."})],
+            [TaskResult(task_id=0, task="summarization", model_id="llm:q", status="ok", outputs={"text": "Short."})],
+        ),
+        (  # an empty translation
+            [Task(id=0, task="translation", args={"text": "Hi"})],
+            [TaskResult(task_id=0, task="translation", model_id="llm:q", status="ok", outputs={"text": "  "})],
+        ),
+    ],
+)
+async def test_other_runs_still_ask_the_llm_for_the_answer(tasks, results):
+    llm = ScriptedLLM("The answer.")
+    response = await respond(llm, "Do it.", facts_of(tasks, results))
+    assert len(llm.calls) == 1 and response.asked and response.text.startswith("The answer.")
+
+
 # --- integration: the embedded controller LLM ----------------------------------------------------------------------
 
 NUMBER_WORDS = {"no": 0, "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}

@@ -94,6 +94,17 @@ def unserved_answer(facts: Sequence[TaskFacts]) -> str:
     return " ".join(could_not(fact) for fact in facts if fact.status != "skipped") or " ".join(map(could_not, facts))
 
 
+def direct_text(facts: Sequence[TaskFacts]) -> str | None:
+    """The answer without the LLM when the run was one task that wrote the text the user asked for (a translation,
+    a written text): that text, word for word. None otherwise."""
+    if len(facts) != 1:
+        return None
+    fact = facts[0]
+    if not (fact.ok and fact.final and fact.task in DELIVERED and fact.result and fact.result.strip()):
+        return None
+    return f"{DELIVERED[fact.task]}: {fact.result.strip()}"
+
+
 def plain_summary(facts: Sequence[TaskFacts], error: str | None = None) -> str:
     """An answer built without the LLM: each task's short result, or why it could not be done."""
     if not facts:
@@ -154,13 +165,20 @@ async def respond(
     history: Sequence[Message] = (),
     on_delta: DeltaCallback | None = None,
     max_tokens: int = MAX_TOKENS,
+    direct: bool = True,
 ) -> Response:
     """The direct answer to `request` from `facts`. The LLM's reply streams to `on_delta` sentence by sentence, each
     only after the grounding check let it through; when nothing of it is left, or the LLM fails, the answer is the
-    plain summary. When no task succeeded the LLM is not asked."""
+    plain summary. When no task succeeded, or (`direct`) the one task wrote the text asked for (`direct_text`),
+    the LLM is not asked."""
     stream = CheckedStream(grounds or Grounds.of(facts, [request, *(m.content for m in history)]), on_delta)
     if facts and not any(fact.ok for fact in facts):
         stream.add(unserved_answer(facts))
+        return Response(text=stream.text, asked=False)
+    if direct and (text := direct_text(facts)) is not None:
+        stream.add(text)
+        for note in _notes(request, facts):
+            stream.add(note)
         return Response(text=stream.text, asked=False)
     error: str | None = None
     try:

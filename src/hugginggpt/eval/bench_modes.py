@@ -200,7 +200,8 @@ async def run_staged(
     facts = task_facts(tasks, selections, results, table)
     given = [v for item in (*tasks, *results) for v in item.args.values()]
     mark = time.perf_counter()
-    await respond(llm, request, facts, grounds=Grounds.of(facts, [request], given))
+    # the paper's pipeline always asks the LLM for the answer
+    await respond(llm, request, facts, grounds=Grounds.of(facts, [request], given), direct=False)
     end = time.perf_counter()
     return ModeRun(
         mode="staged",
