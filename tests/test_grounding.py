@@ -1,7 +1,15 @@
 import pytest
 
 from hugginggpt.facts import task_facts
-from hugginggpt.grounding import CheckedStream, Grounds, check, claimed_kinds, file_names, requested_kinds
+from hugginggpt.grounding import (
+    CheckedStream,
+    Grounds,
+    check,
+    claimed_kinds,
+    file_names,
+    requested_kinds,
+    wanted_kinds,
+)
 from hugginggpt.types import Artifact, Task, TaskResult
 
 BOXES = Artifact(path="/out/r/0-object-detection-ab12.png", media_type="image/png", sha256="0" * 64, modality="image")
@@ -151,3 +159,25 @@ def test_a_number_no_result_gives_is_kept_out_and_sums_the_code_made_pass():
     assert check("The total due is $1,216.48.", Grounds(numbers={1216.48})) is None
     assert check("It says three.", Grounds(numbers={2.0})) is not None
     assert check("Any number at all: 42.", Grounds()) is None  # no numbers collected: not checked
+
+
+@pytest.mark.parametrize(
+    "request_, kinds",
+    [
+        ("Translate it into French and convert it to speech.", {"audio"}),
+        ("Read the summary to me.", {"audio"}),
+        ("I want to hear it in German.", {"audio"}),
+        ("Turn the caption into audio.", {"audio"}),
+        ("Read the text in sign.png aloud.", {"audio"}),
+        ("Generate an image of a cat.", {"image"}),
+        ("Show me a picture of the result.", {"image"}),
+        ("Summarise the video lecture.mp4.", {"video"}),
+        # an input of a kind is not a wish for one
+        ("Convert the audio in example.wav into written text.", set()),
+        ("What is said in the voice recording talk.wav?", set()),
+        ("Describe the image photo.jpg.", set()),
+    ],
+)
+def test_wanted_kinds_are_what_a_request_asks_or_hints_to_be_made(request_, kinds):
+    assert wanted_kinds(request_) == kinds
+    assert requested_kinds(request_) <= wanted_kinds(request_)

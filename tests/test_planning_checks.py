@@ -177,7 +177,7 @@ def test_each_repair_can_be_left_out_to_measure_it():
     assert validate_plan(through, TABLE, mentioned="a.jpg").tasks[1].args["image"] == "a.jpg"
     with pytest.raises(PlanError, match="needs image from <resource>-0"):
         validate_plan(through, TABLE, mentioned="a.jpg", repairs=["repeats"])
-    assert set(REPAIRS) == {"repeats", "pass-through", "own-file", "named-document"}
+    assert set(REPAIRS) == {"repeats", "pass-through", "own-file", "named-document", "unasked-media"}
     with pytest.raises(ValueError, match="unknown plan repair guess; known"):
         Planner(ScriptedLLM(), TABLE, repairs=["guess"])
 
@@ -199,6 +199,55 @@ def test_a_sentence_naming_a_text_document_as_the_one_text_input_means_that_docu
     assert (
         validate_plan(both, TABLE, mentioned="Sum up a.txt and b.txt").tasks[0].args["text"] == "Sum up a.txt and b.txt"
     )
+
+
+TRANSCRIBE = "Transcribe meeting.wav for me."
+SPOKEN = [
+    t("automatic-speech-recognition", 0, {"audio": "meeting.wav"}),
+    t("text-to-speech", 1, {"text": "<resource>-0"}, [0]),
+]
+
+
+def test_a_task_making_media_nobody_asked_for_from_earlier_results_is_held_back():
+    plan = validate_plan(SPOKEN, TABLE, mentioned=TRANSCRIBE, wanted=set())
+    assert [task.task for task in plan.tasks] == ["automatic-speech-recognition"]
+    # asked for, not known (no `wanted`), or the repair left out: it stays
+    for context in ({"wanted": {"audio"}}, {}, {"wanted": set(), "repairs": ["repeats"]}):
+        assert len(validate_plan(SPOKEN, TABLE, mentioned=TRANSCRIBE, **context).tasks) == 2
+    # a task on the user's own words or files is what was asked, and so is a map made from an image it reads
+    said = [t("text-to-speech", 0, {"text": "Good morning"})]
+    assert len(validate_plan(said, TABLE, mentioned="Good morning", wanted=set()).tasks) == 1
+    depth = [t("image-segmentation", 0, {"image": "a.jpg"}), t("depth-estimation", 1, {"image": "<resource>-0"})]
+    assert len(validate_plan(depth, TABLE, mentioned="How deep are the parts of a.jpg?", wanted=set()).tasks) == 2
+
+
+def test_a_held_task_is_kept_when_a_later_task_uses_it_and_ids_stay_unique():
+    again = [*SPOKEN, t("automatic-speech-recognition", 2, {"audio": "<resource>-1"}, [1])]
+    plan = validate_plan(again, TABLE, mentioned=TRANSCRIBE, wanted=set())
+    assert [(task.id, task.task, task.dep) for task in plan.tasks] == [
+        (0, "automatic-speech-recognition", []),
+        (1, "text-to-speech", [0]),
+        (2, "automatic-speech-recognition", [1]),
+    ]
+    # held, then a new task whose id the LLM did not give: it does not take the held task's id
+    later = [*SPOKEN, t("summarization", 1, {"text": "<resource>-0"}, [0])]
+    with pytest.raises(PlanError, match="duplicate id 1"):
+        validate_plan(later, TABLE, mentioned=TRANSCRIBE, wanted=set())
+    other = [*SPOKEN, t("summarization", 2, {"text": "<resource>-0"}, [0])]
+    assert [(x.id, x.task) for x in validate_plan(other, TABLE, mentioned=TRANSCRIBE, wanted=set()).tasks] == [
+        (0, "automatic-speech-recognition"),
+        (2, "summarization"),
+    ]
+
+
+async def test_the_planner_holds_back_unasked_speech_and_streams_only_what_it_keeps():
+    reply = json.dumps({"tasks": SPOKEN})
+    for request, kept in ((TRANSCRIBE, 1), ("Transcribe meeting.wav and read it to me.", 2)):
+        seen = []
+        plan = await Planner(ScriptedLLM(reply, chunk=4), TABLE).plan(request, on_task=seen.append)
+        assert len(plan.tasks) == kept and seen == plan.tasks
+    plan = await Planner(ScriptedLLM(reply), TABLE, repairs=["repeats"]).plan(TRANSCRIBE)
+    assert len(plan.tasks) == 2
 
 
 def test_a_media_argument_naming_its_own_task_means_the_one_file_the_user_gave():
@@ -497,7 +546,7 @@ async def test_an_evaluation_can_leave_each_technique_out():
     assert (
         "$defs" in full.constraint()["json_schema"] and "$defs" not in planner("ordered")[1].constraint()["json_schema"]
     )
-    assert planner("repeats")[1].repairs == ("pass-through", "own-file", "named-document")
+    assert planner("repeats")[1].repairs == ("pass-through", "own-file", "named-document", "unasked-media")
     assert full.asked_media and not planner("asked-media")[1].asked_media
     with pytest.raises(ValueError, match="nothing to leave out named guess; known: ordered, retargeted-demos"):
         planner("guess")

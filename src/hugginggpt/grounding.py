@@ -178,6 +178,32 @@ def requested_kinds(request: str) -> set[str]:
     return {kind for clause in _CLAUSES.split(request) for kind in claimed_kinds(clause, supposed=True)}
 
 
+# Looser hints that a request wants a kind of artifact made, for `wanted_kinds`: a superset of `requested_kinds`,
+# which a false hint only makes keep a task.
+_WANTED = {
+    "audio": re.compile(
+        r"\b(?:to|into|as)\s+(?:an?\s+|the\s+|some\s+)?(?:speech|audio|voice|sound|spoken)\b"
+        r"|\b(?:aloud|out loud|hear|listen|narrat\w*|recite|pronounc\w*|voice-?overs?|text-to-speech|audiobooks?"
+        r"|podcasts?|speak|say it)\b|\bread\b[^.?!,;]{0,40}\b(?:to me|for me|to us)\b",
+        re.IGNORECASE,
+    ),
+    "image": re.compile(
+        r"\b(?:to|into|as)\s+(?:an?\s+|the\s+)?(?:image|picture|photo|drawing|illustration|painting|poster|sketch)s?\b"
+        r"|\b(?:draw|paint|sketch|illustrate|visuali[sz]e|depict|render)\b"
+        r"|\b(?:generate|create|make|produce|design|show me|give me)\s+(?:[\w'-]+\s+){0,4}?"
+        r"(?:images?|pictures?|photos?|posters?|logos?|artworks?|illustrations?|drawings?|wallpapers?|icons?)\b",
+        re.IGNORECASE,
+    ),
+    "video": re.compile(r"\b(?:videos?|clips?|animat\w*|movies?|films?|mp4)\b", re.IGNORECASE),
+}
+
+
+def wanted_kinds(request: str) -> set[str]:
+    """The kinds of artifact a request may want made: those it asks for (`requested_kinds`) and those it hints at
+    ('read it to me', 'turn it into speech', any mention of a video). A superset, for deciding what is unasked."""
+    return requested_kinds(request) | {kind for kind, pattern in _WANTED.items() if pattern.search(request)}
+
+
 def _unproduced_claim(sentence: str, grounds: Grounds) -> str | None:
     for clause in _CLAUSES.split(sentence):
         for kind in claimed_kinds(clause):

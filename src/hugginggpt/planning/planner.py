@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..embedding import SentenceEmbedder
 from ..errors import LLMError, PlanError
-from ..grounding import requested_kinds
+from ..grounding import requested_kinds, wanted_kinds
 from ..llm.protocol import LLM, Message
 from ..prompts import load_demos, render
 from ..tasks import DEFAULT_TASK_TYPES, TaskTable, TaskType
@@ -233,6 +233,7 @@ class Planner:
             "mentioned": mentioned,
             "exists": exists,
             "repairs": self.repairs,
+            "wanted": wanted_kinds(mentioned),
         }
         stream = self.syntax.stream()
         builder = PlanBuilder(self.table, self.max_tasks, **context)

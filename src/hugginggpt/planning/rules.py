@@ -41,6 +41,8 @@ REPAIRS = {
     "own-file": "a task that names its own output as an input means the one file of that kind the request names",
     "named-document": "a task's one text input that is a sentence naming a text document the user gave means that "
     "document",
+    "unasked-media": "a task that only turns earlier tasks' results into an image, audio or video the conversation "
+    "does not ask for is held back, and kept only when a later task uses it",
 }
 
 
@@ -75,9 +77,11 @@ class PlanBuilder:
         mentioned: str = "",
         exists: Callable[[str], bool] | None = None,
         repairs: Collection[str] = tuple(REPAIRS),
+        wanted: Collection[str] | None = None,
     ) -> None:
         check_repairs(repairs)
         self.repairs = frozenset(repairs)
+        self.wanted = None if wanted is None else frozenset(wanted)  # kinds the conversation may want made
         self.table = table
         self.exists = exists  # whether a named input file is there (None: no input folders to look in)
         self.max_tasks = max_tasks
@@ -86,6 +90,8 @@ class PlanBuilder:
         self.mentioned = mentioned.lower()
         self.tasks: list[Task] = []
         self._ids: dict[int, list[int]] = {}  # the LLM's id -> the ids it became (or the earlier ones it repeats)
+        self._held: dict[int, Task] = {}  # tasks making media nobody asked for, until a later task uses them
+        self._using: set[int] = set()  # held tasks the task being added uses
 
     def plan(self) -> Plan:
         return Plan(tasks=list(self.tasks))
@@ -105,7 +111,9 @@ class PlanBuilder:
             known = ", ".join(self.table.names())
             raise PlanError(f"{where}: unknown task type {short(name)}; available types: {known}")
         where = f"task {llm_id} ({task_type.name})"
+        self._using = set()
         args = self._args(raw.get("args", {}), task_type, llm_id, where)
+        hold = self._unasked(task_type, args)
         same: list[int] = []  # tasks this one repeats: later references go to them
         variants = []
         for variant in self._variants(args, task_type):
@@ -117,14 +125,37 @@ class PlanBuilder:
             raise PlanError(f"the plan has more than {self.max_tasks} tasks; ask for less at once")
         step = raw.get("step")
         step = " ".join(step.split())[:200] or None if isinstance(step, str) else None
+        released = [self._held.pop(i) for i in sorted(self._using)]
+        self.tasks.extend(released)
         new: list[Task] = []
         for variant in variants:
             new_id = llm_id if not self._used(llm_id) and not new else self._next_id()
             dep = sorted({n for value in variant.values() for n in references(value)})
             new.append(Task(id=new_id, task=task_type.name, dep=dep, args=variant, step=step))
-            self.tasks.append(new[-1])
+            if hold:
+                self._held[new_id] = new[-1]
+            else:
+                self.tasks.append(new[-1])
         self._ids[llm_id] = [*same, *(t.id for t in new)]
-        return new
+        return [*released, *([] if hold else new)]
+
+    def _unasked(self, task_type: TaskType, args: dict[str, str]) -> bool:
+        """Whether the task only turns earlier tasks' results into another kind of media that the conversation does
+        not ask for (a transcript read aloud when the user asked for the transcript): it is held back until a later
+        task uses it."""
+        if "unasked-media" not in self.repairs or self.wanted is None:
+            return False
+        makes = {arg_modality(o) for o in task_type.outputs}
+        reads = {arg_modality(key) for key in task_type.inputs}
+        # only a task that makes another kind than it reads: a depth map of an image is that image's analysis
+        if not makes or not makes <= {"image", "audio", "video"} or makes & (self.wanted | reads):
+            return False
+        inputs = [args[key] for key in task_type.inputs if key in args]
+        return bool(inputs) and all(references(value) for value in inputs)
+
+    def _task(self, task_id: int) -> Task:
+        """A task by id, held back or not."""
+        return self._held[task_id] if task_id in self._held else self.tasks[self._index(task_id)]
 
     def _redundant(self, task_type: TaskType, args: dict[str, str]) -> int | None:
         """The earlier task this one only repeats: the same task on the same inputs (its expert would give the
@@ -134,10 +165,11 @@ class PlanBuilder:
         return next((t.id for t in self.tasks if t.task == task_type.name and t.args == args), None)
 
     def _used(self, task_id: int) -> bool:
-        return any(t.id == task_id for t in self.tasks)
+        return task_id in self._held or any(t.id == task_id for t in self.tasks)
 
     def _next_id(self) -> int:
         reserved = {i for ids in self._ids.values() for i in ids} | set(self._ids) | {t.id for t in self.tasks}
+        reserved |= set(self._held)
         return max(reserved, default=-1) + 1
 
     def _args(self, raw_args: Any, task_type: TaskType, llm_id: int, where: str) -> dict[str, str]:
@@ -189,7 +221,7 @@ class PlanBuilder:
                     "a task can only use the outputs of tasks written before it"
                 )
             for target_id in self._ids[ref]:
-                target = self.table.get(self.tasks[self._index(target_id)].task)
+                target = self.table.get(self._task(target_id).task)
                 if target is not None and modality not in {arg_modality(o) for o in target.outputs}:
                     same = self._pass_through(value, ref, modality)
                     if same is not None:
@@ -233,7 +265,9 @@ class PlanBuilder:
             )
 
         def expand(match: re.Match[str]) -> str:
-            return ", ".join(f"<resource>-{i}" for i in self._ids[task_number(match.group(1))])
+            ids = self._ids[task_number(match.group(1))]
+            self._using.update(i for i in ids if i in self._held)  # a held task this one uses is kept
+            return ", ".join(f"<resource>-{i}" for i in ids)
 
         return _RESOURCE.sub(expand, value)
 
@@ -285,7 +319,7 @@ class PlanBuilder:
             return None
         if len(self._ids[ref]) != 1:
             return None
-        source = self.tasks[self._index(self._ids[ref][0])]
+        source = self._task(self._ids[ref][0])
         files = [v for k, v in source.args.items() if arg_modality(k) == modality]
         return files[0] if len(files) == 1 and not references(files[0]) else None
 
