@@ -19,10 +19,8 @@ from .experts.protocol import ExpertContext
 from .experts.registry import ExpertRegistry
 from .jobs import Job, JobResult
 from .planning.references import file_kind, references
-from .types import Artifact, Event, Selection, Task, TaskResult, arg_modality
+from .types import MEDIA, Artifact, Event, Selection, Task, TaskResult, arg_modality
 from .workspace import Workspace, is_url
-
-_MEDIA = ("image", "audio", "video")
 
 EmitEvent = Callable[[Event], None]
 Choose = Callable[[Task], Awaitable[Selection]]
@@ -63,7 +61,7 @@ async def resolve_args(task: Task, results: dict[int, TaskResult], workspace: Wo
     for key, value in task.args.items():
         modality = arg_modality(key)
         refs = references(value)
-        if modality in _MEDIA:
+        if modality in MEDIA:
             if refs:
                 if len(refs) != 1 or value.strip() != f"<resource>-{refs[0]}":
                     raise TaskFailed(f"argument {key!r} must be a single resource, got {value!r}")

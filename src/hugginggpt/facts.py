@@ -10,12 +10,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from .tasks import DEFAULT_TASK_TYPES, TaskTable
-from .types import Artifact, Selection, Task, TaskResult, arg_modality
+from .types import MEDIA, Artifact, Selection, Task, TaskResult, arg_modality
 
 RESULT_CHARS = 600  # of a task's text result shown to the response LLM
 ARG_CHARS = 80  # of a text argument in a task's description
 TOP_LABELS = 3
-MEDIA = ("image", "audio", "video")
 NOUNS = {"image": "image", "audio": "audio", "video": "video", "text": "text file"}
 
 _RESOURCE = re.compile(r"^<resource>-(\d+)$")

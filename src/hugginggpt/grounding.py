@@ -10,6 +10,7 @@ from pathlib import PurePath
 from pydantic import BaseModel, Field
 
 from .facts import TaskFacts, total_counts
+from .types import MEDIA
 
 _NAME = r"[^\s'\"`<>()\[\]{},;*]"
 # A scheme's and a name's characters are bounded, so a long word without either (a 20,000-character request)
@@ -145,7 +146,7 @@ def is_file_name(token: str) -> bool:
 def _kind_of(name: str) -> str:
     media_type = mimetypes.guess_type("x" + PurePath(name).suffix.lower())[0] or ""
     kind = media_type.split("/")[0]
-    return kind if kind in ("image", "audio", "video") else "file"
+    return kind if kind in MEDIA else "file"
 
 
 def file_names(text: str) -> list[str]:

@@ -12,6 +12,7 @@ from .facts import TaskFacts, a_kind, total_counts
 from .grounding import CheckedStream, Grounds, Removal, requested_kinds
 from .llm.protocol import LLM, DeltaCallback, Message
 from .prompts import render
+from .types import MEDIA
 
 MAX_TOKENS = 200  # a direct answer of a few sentences
 FAILED = ("failed", "timeout")
@@ -129,7 +130,7 @@ def _notes(request: str, facts: Sequence[TaskFacts]) -> list[str]:
     notes = [could_not(fact) for fact in facts if fact.makes and fact.status in FAILED]
     missing = {kind for fact in facts if fact.status in FAILED for kind in fact.makes}
     produced = {kind for fact in facts for kind in fact.kinds()}
-    for kind in ("image", "audio", "video", "file"):
+    for kind in (*MEDIA, "file"):
         if kind in requested_kinds(request) and kind not in missing | produced and not (kind == "file" and produced):
             notes.append(
                 f"No {'file' if kind == 'file' else kind} was produced in this run: no task was planned to make one."

@@ -20,7 +20,7 @@ from .errors import LLMError
 from .jsontext import JSONNotFound, extract_json
 from .llm.protocol import LLM, Message
 from .prompts import render
-from .types import ModelCard, Selection, Task, arg_modality
+from .types import MEDIA, ModelCard, Selection, Task, arg_modality
 
 STRATEGIES = ("fit", "llm", "top")
 # backends whose cards are catalogue (Hub) models: several of them for one task are comparable, so a tie among
@@ -48,7 +48,7 @@ def task_text(task: Task, request: str) -> str:
     texts = [v for k, v in task.args.items() if arg_modality(k) == "text" and "<resource>-" not in v]
     if task.step:
         return " ".join([task.step, *texts])
-    files = [v for k, v in task.args.items() if arg_modality(k) in ("image", "audio", "video")]
+    files = [v for k, v in task.args.items() if arg_modality(k) in MEDIA]
     stems = {f.rsplit("/", 1)[-1].lower() for f in files} | {
         f.rsplit("/", 1)[-1].rsplit(".", 1)[0].lower() for f in files
     }

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 Modality = Literal["text", "image", "audio", "video"]
 MODALITIES: tuple[str, ...] = ("text", "image", "audio", "video")
+MEDIA: tuple[str, ...] = MODALITIES[1:]  # the kinds of file an argument can carry
 Backend = Literal["embedded", "transformers", "inference", "llm", "remote", "server"]
 TaskStatus = Literal["pending", "running", "ok", "failed", "skipped", "timeout"]
 

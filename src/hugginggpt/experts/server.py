@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from ..errors import ExpertError
-from ..types import MODALITIES, Artifact, ModelCard, arg_modality
+from ..types import MEDIA, MODALITIES, Artifact, ModelCard, arg_modality
 from .protocol import ExpertContext, Outputs
 
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
@@ -95,7 +95,7 @@ class ServerBackend:
     async def call(self, card: ModelCard, args: dict[str, str], ctx: ExpertContext) -> Outputs:
         """Upload the media arguments, run the model on its server, and download the artifacts it made."""
         url = self.url_for(card)
-        plain = {k: v for k, v in args.items() if arg_modality(k) not in ("image", "audio", "video")}
+        plain = {k: v for k, v in args.items() if arg_modality(k) not in MEDIA}
         media = {k: Path(v) for k, v in args.items() if k not in plain}
         try:
             async with httpx.AsyncClient(base_url=url, timeout=self.timeout, verify=self._tls_context()) as client:

@@ -16,7 +16,7 @@ from ..grounding import requested_kinds, wanted_kinds
 from ..llm.protocol import LLM, Message
 from ..prompts import load_demos, render
 from ..tasks import DEFAULT_TASK_TYPES, TaskTable, TaskType
-from ..types import Plan, Task, arg_modality
+from ..types import MEDIA, Plan, Task, arg_modality
 from .demos import DemoBank, fit_demos, load_bank
 from .history import trim_history
 from .matching import TypeMatcher
@@ -37,9 +37,6 @@ TECHNIQUES = {
     "last-resort": "when that task's arguments fail too, its type on the request's own inputs",
     "asked-media": "an empty plan for a request that asks for an image, audio or video goes to the repair",
 }
-
-
-_MEDIA = frozenset({"image", "audio", "video"})
 
 
 def check_without(names: Collection[str]) -> None:
@@ -264,7 +261,7 @@ class Planner:
             if on_task is not None:
                 on_delta(None)
             plan = parse_plan(completion.text, self.table, self.max_tasks, adapt=adapt, read=read, **context)
-            if not plan.tasks and self.asked_media and (asked := requested_kinds(request) & _MEDIA):
+            if not plan.tasks and self.asked_media and (asked := requested_kinds(request) & set(MEDIA)):
                 kinds = " and ".join(sorted(asked))
                 raise PlanError(f"the request asks for {kinds}, but the plan has no task; plan the task that makes it")
             return plan
@@ -320,7 +317,7 @@ class Planner:
 
 
 def _media_inputs(task_type: TaskType) -> set[str]:
-    return {m for key in task_type.inputs if (m := arg_modality(key)) in _MEDIA}
+    return {m for key in task_type.inputs if (m := arg_modality(key)) in MEDIA}
 
 
 def plan_to_json(tasks: Iterable[Task]) -> list[dict[str, Any]]:

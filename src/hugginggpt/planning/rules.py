@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import PlanError
 from ..jsontext import JSONNotFound, extract_json
 from ..tasks import TaskTable, TaskType
-from ..types import Plan, Task, arg_modality
+from ..types import MEDIA, Plan, Task, arg_modality
 from .references import (
     _FILE_OR_URL,
     _PLACEHOLDER,
@@ -148,7 +148,7 @@ class PlanBuilder:
         makes = {arg_modality(o) for o in task_type.outputs}
         reads = {arg_modality(key) for key in task_type.inputs}
         # only a task that makes another kind than it reads: a depth map of an image is that image's analysis
-        if not makes or not makes <= {"image", "audio", "video"} or makes & (self.wanted | reads):
+        if not makes or not makes <= set(MEDIA) or makes & (self.wanted | reads):
             return False
         inputs = [args[key] for key in task_type.inputs if key in args]
         return bool(inputs) and all(references(value) for value in inputs)
@@ -231,7 +231,7 @@ class PlanBuilder:
                         f"{where}: {key!r} needs {modality} from <resource>-{ref}, "
                         f"but task {ref} ({target.name}) produces {produced}"
                     )
-        if modality in ("image", "audio", "video"):
+        if modality in MEDIA:
             for part in _split_resources(value):
                 if not _FILE_OR_URL.match(part):
                     raise PlanError(f"{where}: {key!r} must be a file name, a URL or <resource>-N, got {part[:60]!r}")
@@ -274,7 +274,7 @@ class PlanBuilder:
     def _instead(self, task_type: TaskType, modality: str | None) -> str:
         """A hint for a task that needs a `modality` file the request does not give: the task types that make the
         same kind of output without such an input (image-to-image with no image given: text-to-image)."""
-        if modality not in ("image", "audio", "video") or self._named_files(modality):
+        if modality not in MEDIA or self._named_files(modality):
             return ""
         makes = {arg_modality(o) for o in task_type.outputs}
         others = [
@@ -352,7 +352,7 @@ class PlanBuilder:
         """One argument set per combination of resources, when a media argument names several."""
         choices = []
         for key, value in args.items():
-            if arg_modality(key) in ("image", "audio", "video"):
+            if arg_modality(key) in MEDIA:
                 choices.append([(key, part) for part in _split_resources(value)])
             else:
                 choices.append([(key, value)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..tasks import TaskTable
-from ..types import arg_modality
+from ..types import MEDIA, arg_modality
 from .references import MEDIA_PATTERN
 from .rules import MAX_ARG_CHARS, MAX_TASKS
 
@@ -120,7 +120,7 @@ def _task_schema(
 def _arg_schema(key: str, position: int | None = None, literal: bool = False) -> dict[str, Any]:
     if arg_modality(key) == "text" and literal:
         return {"type": "string", "pattern": _LITERAL_TEXT}
-    if arg_modality(key) not in ("image", "audio", "video"):
+    if arg_modality(key) not in MEDIA:
         return {"type": "string", "maxLength": MAX_ARG_CHARS}
     if position is None:
         return {"type": "string", "pattern": MEDIA_PATTERN}

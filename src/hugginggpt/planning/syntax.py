@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from ..errors import PlanError
 from ..jsontext import ArrayElementStream
 from ..tasks import TaskTable
-from ..types import arg_modality
+from ..types import MEDIA, arg_modality
 from .references import references, short
 from .rules import MAX_ARG_CHARS, MAX_TASKS, read_json
 from .schema import plan_schema
@@ -338,9 +338,9 @@ def _media_rules(files: Mapping[str, str | None] | None, rules: dict[str, str]) 
     (`files` None), or one of `files` of that kind; give each kind's rule name (None: nothing of that kind)."""
     if files is None:
         rules["media0"] = f'"\\"" [^<>"\\\\\\n\\r\\t]{{1,{_MEDIA_CHARS}}} "\\""'
-        return dict.fromkeys(("image", "audio", "video"), "media0")
+        return dict.fromkeys(MEDIA, "media0")
     kinds: dict[str, str | None] = {}
-    for kind in ("image", "audio", "video"):
+    for kind in MEDIA:
         names = sorted(name for name, of in files.items() if of in (kind, None))
         if names:
             quoted = (json.dumps(json.dumps(name, ensure_ascii=False), ensure_ascii=False) for name in names)
@@ -352,7 +352,7 @@ def _media_rules(files: Mapping[str, str | None] | None, rules: dict[str, str]) 
 def _value_rule(key: str, position: int, literal: bool, media: dict[str, str | None]) -> str | None:
     """The rule of `key`'s value at `position`; None when nothing can be written there."""
     kind = arg_modality(key)
-    if kind in ("image", "audio", "video"):
+    if kind in MEDIA:
         alternatives = [f"ref{position}"] if position else []
         alternatives += [media[kind]] if media[kind] else []
         return f"({' | '.join(alternatives)})" if alternatives else None

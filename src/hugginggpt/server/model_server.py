@@ -34,12 +34,11 @@ from ..experts.pool import ModelPool
 from ..experts.protocol import Expert, ExpertContext, LocalExpert, Outputs
 from ..experts.registry import ExpertRegistry, RoutedExpert, Router
 from ..experts.transformers import TransformersBackend, TransformersExpert
-from ..types import Artifact, ModelCard, arg_modality
+from ..types import MEDIA, Artifact, ModelCard, arg_modality
 
 _REQUEST = re.compile(r"^[0-9a-f]{32}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
-_MEDIA = ("image", "audio", "video")
 _CHUNK = 1 << 20
 
 
@@ -152,7 +151,7 @@ def _plain_args(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise HTTPException(400, "`args` must be a JSON object of strings")
     args = {k: str(v) for k, v in value.items()}
-    media = [k for k in args if arg_modality(k) in _MEDIA]
+    media = [k for k in args if arg_modality(k) in MEDIA]
     if media:
         raise HTTPException(400, f"send media arguments as files, not text: {', '.join(media)}")
     return args
@@ -278,7 +277,7 @@ async def _read_call(request: Request, inputs: Path, limit: int) -> tuple[str | 
         for key, value in form.multi_items():
             if not isinstance(value, UploadFile):
                 continue
-            if arg_modality(key) not in _MEDIA:
+            if arg_modality(key) not in MEDIA:
                 raise HTTPException(400, f"file field {key!r} is not a media argument (image, audio, video, image_2…)")
             suffix = Path(value.filename or "").suffix.lower()
             path = inputs / f"{key}{suffix if _SUFFIX.match(suffix) else ''}"
