@@ -168,6 +168,7 @@ def test_a_number_no_result_gives_is_kept_out_and_sums_the_code_made_pass():
         ("Read the summary to me.", {"audio"}),
         ("I want to hear it in German.", {"audio"}),
         ("Turn the caption into audio.", {"audio"}),
+        ("Classify it and provide me with a speech description of the result.", {"audio"}),
         ("Read the text in sign.png aloud.", {"audio"}),
         ("Generate an image of a cat.", {"image"}),
         ("Show me a picture of the result.", {"image"}),
@@ -175,6 +176,7 @@ def test_a_number_no_result_gives_is_kept_out_and_sums_the_code_made_pass():
         # an input of a kind is not a wish for one
         ("Convert the audio in example.wav into written text.", set()),
         ("What is said in the voice recording talk.wav?", set()),
+        ("Can you transcribe the audio to text using Speech Recognition?", set()),
         ("Describe the image photo.jpg.", set()),
     ],
 )

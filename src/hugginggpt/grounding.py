@@ -185,7 +185,9 @@ _WANTED = {
     "audio": re.compile(
         r"\b(?:to|into|as)\s+(?:an?\s+|the\s+|some\s+)?(?:speech|audio|voice|sound|spoken)\b"
         r"|\b(?:aloud|out loud|hear|listen|narrat\w*|recite|pronounc\w*|voice-?overs?|text-to-speech|audiobooks?"
-        r"|podcasts?|speak|say it)\b|\bread\b[^.?!,;]{0,40}\b(?:to me|for me|to us)\b",
+        r"|podcasts?|speak|say it)\b|\bread\b[^.?!,;]{0,40}\b(?:to me|for me|to us)\b"
+        r"|\b(?:provide|give|generate|create|make|produce|want|need)\s+(?:[\w'-]+\s+){0,3}?"
+        r"(?:speech|audio|voice|spoken|sound)\b",
         re.IGNORECASE,
     ),
     "image": re.compile(
