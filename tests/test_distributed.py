@@ -222,7 +222,7 @@ async def test_parallel_branches_overlap_and_their_join_waits_for_both(build, ow
         ("text-to-image", 2, [0, 1], {"text": "<resource>-0 and <resource>-1"}),
     )
     gpt = build(plan, specs=specs, pools=own_pools(specs) if build.kind == "ray" else None)
-    answer = await gpt.run("go")
+    answer = await gpt.run("sum up a, classify b, and draw both")
     first, second, join = answer.results
     # each branch waits for the other to start: both end only if they ran at the same time
     assert [r.status for r in answer.results] == ["ok", "ok", "ok"], [r.error for r in answer.results]
@@ -240,7 +240,7 @@ async def test_a_failing_expert_fails_its_task_skips_its_dependents_and_spares_t
             ("text-classification", 3, [], {"text": "b"}),
         )
     )
-    answer = await gpt.run("go")
+    answer = await gpt.run("sum up a, translate it, draw it, and classify b")
     first, crash, dependent, other = answer.results
     assert first.status == other.status == "ok"
     assert crash.status == "failed" and crash.error == "RuntimeError: model exploded"
@@ -350,7 +350,7 @@ async def test_an_actor_that_stays_dead_fails_its_task_like_any_failure(own_pool
     experts = make_registry(specs)
     plan = (("summarization", 0, [], {"text": "a"}), ("text-to-image", 1, [0], {"text": "<resource>-0"}))
     gpt = on_ray(experts, pools, tmp_path, *plan, task_timeout=60)
-    running = asyncio.create_task(gpt.run("go"))
+    running = asyncio.create_task(gpt.run("sum up a and draw the summary"))
     await until_running(gpt.executor)
     ray.kill(pools.actors()[0].handle, no_restart=False)
     died, skipped = (await running).results

@@ -300,7 +300,7 @@ async def test_task_type_without_any_model_is_planned_and_fails_saying_what_woul
     # translation is a known task type that no expert serves: it is still planned, as the user asked
     gpt, _ = pipeline(tmp_path, router, [SleepExpert("summarization", "s", 0)], selection=strategy)
     assert "translation" in gpt.task_types.names()
-    answer = await gpt.run("go")
+    answer = await gpt.run("sum up a, translate it and read it aloud")
     assert [t.task for t in answer.plan] == ["summarization", "translation", "text-to-speech"]
     assert [r.status for r in answer.results] == ["ok", "failed", "skipped"]
     failed = answer.results[1]
