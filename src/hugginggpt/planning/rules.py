@@ -91,7 +91,6 @@ class PlanBuilder:
         self.tasks: list[Task] = []
         self._ids: dict[int, list[int]] = {}  # the LLM's id -> the ids it became (or the earlier ones it repeats)
         self._held: dict[int, Task] = {}  # tasks making media nobody asked for, until a later task uses them
-        self._using: set[int] = set()  # held tasks the task being added uses
 
     def plan(self) -> Plan:
         return Plan(tasks=list(self.tasks))
@@ -111,7 +110,6 @@ class PlanBuilder:
             known = ", ".join(self.table.names())
             raise PlanError(f"{where}: unknown task type {short(name)}; available types: {known}")
         where = f"task {llm_id} ({task_type.name})"
-        self._using = set()
         args = self._args(raw.get("args", {}), task_type, llm_id, where)
         hold = self._unasked(task_type, args)
         same: list[int] = []  # tasks this one repeats: later references go to them
@@ -125,7 +123,8 @@ class PlanBuilder:
             raise PlanError(f"the plan has more than {self.max_tasks} tasks; ask for less at once")
         step = raw.get("step")
         step = " ".join(step.split())[:200] or None if isinstance(step, str) else None
-        released = [self._held.pop(i) for i in sorted(self._using)]
+        using = {n for value in args.values() for n in references(value)} & set(self._held)
+        released = [self._held.pop(i) for i in sorted(using)]  # held tasks this one uses are kept
         self.tasks.extend(released)
         new: list[Task] = []
         for variant in variants:
@@ -265,9 +264,7 @@ class PlanBuilder:
             )
 
         def expand(match: re.Match[str]) -> str:
-            ids = self._ids[task_number(match.group(1))]
-            self._using.update(i for i in ids if i in self._held)  # a held task this one uses is kept
-            return ", ".join(f"<resource>-{i}" for i in ids)
+            return ", ".join(f"<resource>-{i}" for i in self._ids[task_number(match.group(1))])
 
         return _RESOURCE.sub(expand, value)
 
