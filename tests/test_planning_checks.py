@@ -177,7 +177,7 @@ def test_each_repair_can_be_left_out_to_measure_it():
     assert validate_plan(through, TABLE, mentioned="a.jpg").tasks[1].args["image"] == "a.jpg"
     with pytest.raises(PlanError, match="needs image from <resource>-0"):
         validate_plan(through, TABLE, mentioned="a.jpg", repairs=["repeats"])
-    assert set(REPAIRS) == {"repeats", "pass-through", "own-file", "named-document", "unasked-media"}
+    assert set(REPAIRS) == {"repeats", "pass-through", "own-file", "named-document", "unasked-media", "edited-input"}
     with pytest.raises(ValueError, match="unknown plan repair guess; known"):
         Planner(ScriptedLLM(), TABLE, repairs=["guess"])
 
@@ -238,6 +238,56 @@ def test_a_held_task_is_kept_when_a_later_task_uses_it_and_ids_stay_unique():
         (0, "automatic-speech-recognition"),
         (2, "summarization"),
     ]
+
+
+ENHANCE = "Enhance old.jpg, then read the text in it."
+EDITED = [
+    t("image-to-image", 0, {"image": "old.jpg"}),
+    t("image-to-text", 1, {"image": "old.jpg"}),
+]
+
+
+def test_a_task_on_a_file_an_earlier_task_edited_reads_the_edited_file():
+    plan = validate_plan(EDITED, TABLE, mentioned=ENHANCE)
+    assert [(x.task, x.dep, x.args["image"]) for x in plan.tasks] == [
+        ("image-to-image", [], "old.jpg"),
+        ("image-to-text", [0], "<resource>-0"),
+    ]
+    # through every edit in turn: restyled, then changed as told, then described
+    twice = [
+        EDITED[0],
+        t("image-editing", 1, {"image": "old.jpg", "text": "make the sky blue"}),
+        t("image-to-text", 2, {"image": "old.jpg"}),
+    ]
+    assert [x.args["image"] for x in validate_plan(twice, TABLE, mentioned=ENHANCE).tasks] == [
+        "old.jpg",
+        "<resource>-0",
+        "<resource>-1",
+    ]
+    # the original asked for, the repair left out, or no edit in the plan: the file stays
+    original = "Enhance old.jpg and read the text in the original."
+    assert validate_plan(EDITED, TABLE, mentioned=original).tasks[1].args["image"] == "old.jpg"
+    assert validate_plan(EDITED, TABLE, mentioned=ENHANCE, repairs=["repeats"]).tasks[1].args["image"] == "old.jpg"
+    mapped = [t("depth-estimation", 0, {"image": "old.jpg"}), t("object-detection", 1, {"image": "old.jpg"})]
+    assert validate_plan(mapped, TABLE, mentioned="How deep is old.jpg and what is in it?").tasks[1].dep == []
+    # two versions of one photo are two edits of it, and another file is not the edited one
+    styles = [t("image-to-image", 0, {"image": "old.jpg"}), t("image-to-image", 1, {"image": "old.jpg", "text": "b"})]
+    assert validate_plan(styles, TABLE, mentioned="Two styles of old.jpg").tasks[1].dep == []
+    other = [EDITED[0], t("image-to-text", 1, {"image": "new.jpg"})]
+    assert validate_plan(other, TABLE, mentioned="Enhance old.jpg and read new.jpg").tasks[1].dep == []
+
+
+def test_a_foreign_table_edits_where_its_type_is_nearest_one_of_ours_that_edits():
+    kinds = {
+        "image-colorizer": ("adds color to a black and white image", "image", "image"),
+        "depth-estimation": ("estimate the depth of each pixel of an image", "image", "image"),
+        "audio-to-audio": ("enhance or separate the sources of an audio clip", "audio", "audio"),
+        "image-to-text": ("extracts text from an image", "image", "text"),
+    }
+    foreign = TaskTable([TaskType(name=n, description=d, inputs=[i], outputs=[o]) for n, (d, i, o) in kinds.items()])
+    planner = Planner.from_settings(ScriptedLLM(), foreign, Settings())
+    assert planner.editors == {"image-colorizer", "audio-to-audio"}
+    assert Planner.from_settings(ScriptedLLM(), foreign, Settings(), without=["edited-input"]).editors is None
 
 
 async def test_the_planner_holds_back_unasked_speech_and_streams_only_what_it_keeps():
@@ -546,7 +596,13 @@ async def test_an_evaluation_can_leave_each_technique_out():
     assert (
         "$defs" in full.constraint()["json_schema"] and "$defs" not in planner("ordered")[1].constraint()["json_schema"]
     )
-    assert planner("repeats")[1].repairs == ("pass-through", "own-file", "named-document", "unasked-media")
+    assert planner("repeats")[1].repairs == (
+        "pass-through",
+        "own-file",
+        "named-document",
+        "unasked-media",
+        "edited-input",
+    )
     assert full.asked_media and not planner("asked-media")[1].asked_media
     with pytest.raises(ValueError, match="nothing to leave out named guess; known: ordered, retargeted-demos"):
         planner("guess")

@@ -18,13 +18,18 @@ class TaskType(BaseModel):
     optional: list[str] = Field(default_factory=list)
     params: dict[str, str] = Field(default_factory=dict)
     outputs: list[str]
+    # Its output is its input changed (an edited image, a cleaned recording), so a later task on the same input
+    # usually means the changed one.
+    edits: bool = False
 
     @property
     def arg_keys(self) -> list[str]:
         return [*self.inputs, *self.optional, *self.params]
 
 
-def _t(name: str, description: str, inputs: str, outputs: str, optional: str = "", **params: str) -> TaskType:
+def _t(
+    name: str, description: str, inputs: str, outputs: str, optional: str = "", edits: bool = False, **params: str
+) -> TaskType:
     return TaskType(
         name=name,
         description=description,
@@ -32,6 +37,7 @@ def _t(name: str, description: str, inputs: str, outputs: str, optional: str = "
         optional=optional.split(),
         outputs=outputs.split(),
         params=params,
+        edits=edits,
     )
 
 
@@ -70,12 +76,12 @@ DEFAULT_TASK_TYPES: tuple[TaskType, ...] = (
     _t("image-classification", "name what a whole image shows, as one class label", "image", "text"),
     _t("image-to-text", "describe an image or read the text written in it", "image", "text"),
     _t("text-to-image", "draw an image from a text description", "text", "image"),
-    _t("image-to-image", "transform an image, e.g. restyle or enhance it", "image", "image", "text"),
+    _t("image-to-image", "transform an image, e.g. restyle or enhance it", "image", "image", "text", edits=True),
     _t("image-segmentation", "split an image into object or region masks", "image", "text image"),
     _t("depth-estimation", "estimate the depth of each pixel of an image", "image", "image"),
     _t("text-to-speech", "read a text aloud as speech audio", "text", "audio"),
     _t("automatic-speech-recognition", "transcribe speech audio into text", "audio", "text"),
-    _t("audio-to-audio", "enhance or separate the sources of an audio clip", "audio", "audio"),
+    _t("audio-to-audio", "enhance or separate the sources of an audio clip", "audio", "audio", edits=True),
     _t("audio-classification", "label an audio clip, e.g. a command or an emotion", "audio", "text"),
     _t(
         "document-question-answering",
@@ -90,7 +96,7 @@ DEFAULT_TASK_TYPES: tuple[TaskType, ...] = (
         "text",
     ),
     _t("text-to-video", "make a video from a text description", "text", "video"),
-    _t("image-editing", "change an image as a text instruction says", "image text", "image"),
+    _t("image-editing", "change an image as a text instruction says", "image text", "image", edits=True),
 )
 
 

@@ -267,7 +267,9 @@ class TaskBenchTools:
             (self.matched if name in ours else self.unmatched).append(tool.id)
             description = ours[name].description if name in ours else _short(tool.desc)
             outputs = [_modality(kind) for kind in tool.output_type] or ["text"]
-            types.append(TaskType(name=name, description=description, inputs=_keys(tool.input_type), outputs=outputs))
+            edits = name in ours and ours[name].edits
+            inputs = _keys(tool.input_type)
+            types.append(TaskType(name=name, description=description, inputs=inputs, outputs=outputs, edits=edits))
         self.table = TaskTable(types)
 
     def outside(self, samples: Iterable[Sample]) -> dict[str, int]:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from ..tasks import TaskTable, TaskType
-from ..types import arg_modality
+from ..types import MEDIA, arg_modality
 
 # Cosine of MiniLM embeddings of two "name: description" texts above which they are taken to name the same job.
 MIN_SIMILARITY = 0.5
@@ -79,3 +79,28 @@ class TypeMatcher:
                     best, best_score = candidate.name, score
             matches[task_type.name] = best
         return matches
+
+    def editors(self) -> frozenset[str]:
+        """The target types whose output is their input changed (`TaskType.edits`): those flagged, those named as a
+        flagged source type, and each other type that makes a kind it reads whose description is nearest to a
+        flagged one's among the source types that make a kind they read (a colorizer is nearer image-to-image than
+        depth-estimation)."""
+        flagged = {name for name, t in self._source.items() if t.edits}
+        found = {t.name for t in self.target if t.edits or t.name in flagged}
+        unknown = [t for t in self.target if t.name not in self._source and not t.edits and _remakes(t)]
+        known = [t for t in self._source.values() if _remakes(t)]
+        if not unknown or not flagged & {t.name for t in known}:
+            return frozenset(found)
+        vectors = self._embedder.embed([describe(t) for t in [*unknown, *known]])
+        theirs, ours = vectors[: len(unknown)], vectors[len(unknown) :]
+        for i, task_type in enumerate(unknown):
+            scores = [float(sum(a * b for a, b in zip(theirs[i], v, strict=True))) for v in ours]
+            if known[max(range(len(known)), key=scores.__getitem__)].edits:
+                found.add(task_type.name)
+        return frozenset(found)
+
+
+def _remakes(task_type: TaskType) -> bool:
+    """Whether a task type makes a media kind it reads (an image from an image)."""
+    reads = {arg_modality(key) for key in task_type.inputs}
+    return bool(reads & {arg_modality(o) for o in task_type.outputs} & set(MEDIA))

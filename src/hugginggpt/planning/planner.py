@@ -97,6 +97,8 @@ class Planner:
         self.last_resort = last_resort
         self.asked_media = asked_media
         self.repairs = tuple(repairs)
+        # the types that edit their input: the table's flags, and for a foreign table those matched to ours
+        self.editors = matcher.editors() if matcher is not None and "edited-input" in self.repairs else None
         check_repairs(self.repairs)  # an unknown repair's name fails here, not at the first plan
         self.retrieve = retrieve
         self.steps = steps
@@ -231,6 +233,7 @@ class Planner:
             "exists": exists,
             "repairs": self.repairs,
             "wanted": wanted_kinds(mentioned),
+            "editors": self.editors,
         }
         stream = self.syntax.stream()
         builder = PlanBuilder(self.table, self.max_tasks, **context)

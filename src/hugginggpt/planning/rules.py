@@ -43,6 +43,8 @@ REPAIRS = {
     "document",
     "unasked-media": "a task that only turns earlier tasks' results into an image, audio or video the conversation "
     "does not ask for is held back, and kept only when a later task uses it",
+    "edited-input": "a task on a file an earlier task edited (restyled, enhanced, cleaned) reads the edited file, "
+    "unless the conversation speaks of the original",
 }
 
 
@@ -78,8 +80,11 @@ class PlanBuilder:
         exists: Callable[[str], bool] | None = None,
         repairs: Collection[str] = tuple(REPAIRS),
         wanted: Collection[str] | None = None,
+        editors: Collection[str] | None = None,
     ) -> None:
         check_repairs(repairs)
+        # task types whose output is their input changed (None: those the table flags, `TaskType.edits`)
+        self.editors = frozenset(t.name for t in table if t.edits) if editors is None else frozenset(editors)
         self.repairs = frozenset(repairs)
         self.wanted = None if wanted is None else frozenset(wanted)  # kinds the conversation may want made
         self.table = table
@@ -110,7 +115,7 @@ class PlanBuilder:
             known = ", ".join(self.table.names())
             raise PlanError(f"{where}: unknown task type {short(name)}; available types: {known}")
         where = f"task {llm_id} ({task_type.name})"
-        args = self._args(raw.get("args", {}), task_type, llm_id, where)
+        args = self._edited(self._args(raw.get("args", {}), task_type, llm_id, where), task_type)
         hold = self._unasked(task_type, args)
         same: list[int] = []  # tasks this one repeats: later references go to them
         variants = []
@@ -151,6 +156,26 @@ class PlanBuilder:
             return False
         inputs = [args[key] for key in task_type.inputs if key in args]
         return bool(inputs) and all(references(value) for value in inputs)
+
+    def _edited(self, args: dict[str, str], task_type: TaskType) -> dict[str, str]:
+        """`args` with each file an earlier task edited replaced by that task's output: "enhance old.jpg, then read
+        the text in it" reads the enhanced picture. Not for a task of the edit's own type (two versions of one
+        photo), nor when the conversation speaks of the original."""
+        if "edited-input" not in self.repairs or not self.editors or re.search(r"\boriginal", self.mentioned):
+            return args
+        edited = dict(args)
+        for key in task_type.inputs:
+            modality, value = arg_modality(key), args.get(key, "")
+            if modality not in MEDIA or references(value) or len(_split_resources(value)) != 1:
+                continue
+            for task in self.tasks:  # follow the file through the edits made to it, in order
+                editor = self.table.get(task.task)
+                if editor is None or task.task == task_type.name or task.task not in self.editors:
+                    continue
+                reads = [v for k, v in task.args.items() if arg_modality(k) == modality]
+                if edited[key] in reads and modality in {arg_modality(o) for o in editor.outputs}:
+                    edited[key] = f"<resource>-{task.id}"
+        return edited
 
     def _task(self, task_id: int) -> Task:
         """A task by id, held back or not."""
